@@ -1,0 +1,1 @@
+"""Face detection, 68-point landmarks, FF++-style crops, and the per-shard face store."""
