@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -159,6 +159,50 @@ def read_frames(
     if n != expected or len(proc.stdout) % frame_bytes:
         raise InputError(f"{path}: decoded {n} frames, expected {expected} (truncated or corrupt video)")
     return np.frombuffer(proc.stdout, np.uint8).reshape(n, height, width, 3)
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    indices: Sequence[int] | None = None,
+    exe: str | None = None,
+    info: VideoInfo | None = None,
+    filters: Sequence[str] = (),
+    size: tuple[int, int] | None = None,
+    threads: int = 1,
+) -> Iterator[np.ndarray]:
+    """Like `read_frames`, but streams one (h, w, 3) frame at a time from the
+    pipe, so 100 full-HD frames never sit in memory together."""
+    exe = exe or find_ffmpeg()
+    info = info or probe(path, exe)
+    chain = [select_filter(indices)] if indices is not None else []
+    chain.extend(filters)
+    if indices is not None and not list(indices):
+        return
+    width, height = size or (info.width, info.height)
+    cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", str(threads), "-i", str(path)]
+    if chain:
+        cmd += ["-vf", ",".join(chain)]
+    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    expected = len(indices) if indices is not None else info.n_frames
+    frame_bytes = width * height * 3
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    produced = 0
+    try:
+        while True:
+            buf = proc.stdout.read(frame_bytes)
+            if len(buf) < frame_bytes:
+                break
+            produced += 1
+            yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+    finally:
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+        proc.wait()
+    if proc.returncode != 0:
+        raise _fail(path, stderr, "decoding failed")
+    if produced != expected:
+        raise InputError(f"{path}: decoded {produced} frames, expected {expected} (truncated or corrupt video)")
 
 
 def encode_command(

@@ -1,0 +1,40 @@
+# Quick start:  make demo   (set up, then run the whole pipeline on the embedded demo)
+#               make test   (set up, then run the test suite)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+TARGET ?=
+
+.PHONY: setup demo test test-fast dry-run report lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -c "import torch, torchvision, timm, dlib; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'timm', timm.__version__)"
+	touch $@
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES) $(TARGET)
+
+dry-run: setup
+	$(BIN)/snakemake -n $(TARGET)
+
+report: setup
+	$(BIN)/snakemake --cores $(CORES) $(TARGET)
+	$(BIN)/snakemake --report report.html $(TARGET)
+
+test: setup
+	$(BIN)/python -m pytest -q -rs
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -rs -m "not slow and not slurm"
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks .snakemake resources/demo resources/tiny

@@ -1,0 +1,26 @@
+# dfrobust: how much do deepfake detectors lose under everyday video processing?
+#
+#   snakemake --cores all results/table1.csv        # workstation
+#   snakemake --profile slurm results/table1.csv    # SLURM cluster
+#
+# The DAG: dataset index -> faces (quality x split x shard) -> train (method x
+# quality) / distorted test copies (operation x shard) -> scores -> metrics ->
+# results/table1.csv. Config is validated against config/schema/ at start.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/faces.smk"
+
+
+rule all:
+    input:
+        "results/faces/summary.csv",
+    default_target: True

@@ -1,0 +1,55 @@
+# Shared setup: validated config, the dataset plan (which shards exist), helpers.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from dfrobust.config import validate_config
+from dfrobust.datasets import ffpp
+from dfrobust.errors import InputError
+from snakemake.exceptions import WorkflowError
+
+try:
+    _validated = validate_config(config)
+except InputError as _error:
+    raise WorkflowError(str(_error)) from None
+config.clear()
+config.update(_validated)
+
+DATASET = config["dataset"]
+FACES = config["faces"]
+SPLITS = list(ffpp.SPLITS)
+QUALITIES = DATASET["qualities"]
+IS_DEMO = DATASET["kind"] == "demo"
+DATASET_ROOT = DATASET["root"]
+DEMO_MANIFEST = f"{DATASET_ROOT}/demo_manifest.json"
+
+wildcard_constraints:
+    quality="raw|c23|c40",
+    split="train|val|test",
+    shard=r"\d{3}",
+
+
+def planned_videos_count(split):
+    """Number of videos of a split, known before any job runs (this is what
+    lets a dry run list every face job, for the demo as for FF++)."""
+    if IS_DEMO:
+        pairs = config["demo"]["pairs"][split]
+        return 2 * pairs * (1 + len(DATASET["methods"]))
+    splits = ffpp.read_splits(ffpp.splits_dir_of(DATASET))
+    return len(ffpp.split_videos(splits[split], DATASET["methods"], split))
+
+
+def planned_shards(split):
+    return ffpp.n_shards(planned_videos_count(split), FACES["shard_size"])
+
+
+def face_shards(quality, split, ext="npz"):
+    return [f"results/faces/{quality}/{split}/shard_{k:03d}.{ext}" for k in range(planned_shards(split))]
+
+
+def dataset_inputs(wildcards=None):
+    """What the index depends on: the demo build, or the split files of FF++."""
+    if IS_DEMO:
+        return [DEMO_MANIFEST]
+    return [str(ffpp.splits_dir_of(DATASET) / f"{split}.json") for split in SPLITS]

@@ -1,0 +1,83 @@
+"""Shared fixtures: a face video made from a real photo, and FF++-shaped trees."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def grace_hopper() -> np.ndarray:
+    """A real face photo that matplotlib ships (dlib finds her face)."""
+    import matplotlib
+    from PIL import Image
+
+    path = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def moving_face_frames(n: int = 20, size=(320, 240), shift: int = 2) -> list[np.ndarray]:
+    """Frames of a face photo panning slowly across a wider canvas."""
+    import cv2
+
+    w, h = size
+    face = cv2.resize(grace_hopper(), (int(h * 0.85), h))
+    frames = []
+    for i in range(n):
+        canvas = np.full((h, w, 3), 90, np.uint8)
+        x = 20 + i * shift
+        canvas[:, x:x + face.shape[1]] = face[:, : max(0, min(face.shape[1], w - x))]
+        frames.append(canvas)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory) -> Path:
+    from dfrobust.video.ffmpeg import write_video
+
+    path = tmp_path_factory.mktemp("videos") / "face.mp4"
+    write_video(path, moving_face_frames(), fps=25, crf=18)
+    return path
+
+
+def make_ffpp_tree(root: Path, pairs: dict[str, list[list[str]]], methods=("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"),
+                   qualities=("raw", "c23", "c40"), video: Path | None = None, skip: set[str] = frozenset()) -> Path:
+    """An FF++ layout with split files; files are copies of `video` (or empty)."""
+    payload = video.read_bytes() if video else b""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, split_pairs in pairs.items():
+        (root / f"{split}.json").write_text(json.dumps(split_pairs))
+        names = {n for p in split_pairs for n in p}
+        fakes = {f"{a}_{b}" for a, b in split_pairs} | {f"{b}_{a}" for a, b in split_pairs}
+        for q in qualities:
+            for n in names:
+                rel = f"original_sequences/youtube/{q}/videos/{n}.mp4"
+                if rel not in skip:
+                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (root / rel).write_bytes(payload)
+            for m in methods:
+                for n in fakes:
+                    rel = f"manipulated_sequences/{m}/{q}/videos/{n}.mp4"
+                    if rel not in skip and f"{m}/{q}" not in skip:
+                        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                        (root / rel).write_bytes(payload)
+    return root
+
+
+SMALL_PAIRS = {"train": [["000", "001"], ["002", "003"]], "val": [["004", "005"]], "test": [["006", "007"]]}
+
+
+@pytest.fixture
+def ffpp_tree(tmp_path) -> Path:
+    return make_ffpp_tree(tmp_path / "ffpp", SMALL_PAIRS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_threads():
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    yield

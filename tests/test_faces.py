@@ -1,0 +1,149 @@
+import json
+
+import numpy as np
+import pytest
+
+from dfrobust.faces.extract import FaceFinder, extract_shard
+from dfrobust.faces.geometry import iou, largest, square_crop_box
+from dfrobust.faces.store import FaceShard, write_shard
+from dfrobust.faces.stage import summarise_shards
+from dfrobust.video import ffmpeg
+
+from conftest import grace_hopper
+
+CFG = dict(detector="dlib_hog", upsample=0, detect_max_side=640, track=True, track_face_px=120, fallback_upsample=1,
+           crop_scale=1.3, crop_size=48, frames={"train": 10, "val": 4, "test": 6}, min_faces=1, threads=1, shard_size=4)
+
+
+def test_square_crop_is_1_3x_the_box_and_centred():
+    box = np.array([100, 100, 200, 180])
+    crop = square_crop_box(box, 1.3, 640, 480)
+    assert crop[2] - crop[0] == crop[3] - crop[1] == 130
+    assert (crop[0] + crop[2]) / 2 == pytest.approx(150, abs=1) and (crop[1] + crop[3]) / 2 == pytest.approx(140, abs=1)
+
+
+def test_square_crop_is_clamped_to_the_frame_without_shrinking():
+    crop = square_crop_box(np.array([0, 0, 100, 100]), 1.3, 640, 480)
+    assert crop.tolist() == [0, 0, 130, 130]
+    crop = square_crop_box(np.array([560, 400, 640, 480]), 1.3, 640, 480)
+    assert crop.tolist() == [536, 376, 640, 480]
+    crop = square_crop_box(np.array([0, 0, 200, 200]), 1.3, 150, 120)
+    assert crop[2] - crop[0] == 120 and crop[2] <= 150 and crop[3] <= 120
+
+
+def test_largest_face_wins_not_the_first():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 50, 40], [5, 5, 30, 30]], np.float32)
+    assert largest(boxes) == 1
+
+
+def test_iou_known_values():
+    assert iou(np.array([0, 0, 10, 10]), np.array([0, 0, 10, 10])) == 1.0
+    assert iou(np.array([0, 0, 10, 10]), np.array([5, 0, 15, 10])) == pytest.approx(50 / 150)
+    assert iou(np.array([0, 0, 10, 10]), np.array([20, 20, 30, 30])) == 0.0
+
+
+def test_finder_finds_the_photo_face_and_tracking_agrees_with_full_detection():
+    image = grace_hopper()
+    finder = FaceFinder.from_config(CFG)
+    full = finder.find(image)
+    tracked = finder.find(image, previous=full + 3)
+    assert full is not None and tracked is not None
+    assert iou(full, tracked) > 0.8
+
+
+def test_even_sampling():
+    assert ffmpeg.even_sample(100, 4).tolist() == [12, 37, 62, 87]
+    assert ffmpeg.even_sample(3, 8).tolist() == [0, 1, 2]
+    assert len(set(ffmpeg.even_sample(50, 32))) == 32
+
+
+def test_decode_only_selected_frames_matches_full_decode(face_video):
+    full = ffmpeg.read_frames(face_video)
+    some = ffmpeg.read_frames(face_video, [2, 9, 17])
+    assert np.array_equal(some, full[[2, 9, 17]])
+    streamed = np.stack(list(ffmpeg.iter_frames(face_video, [2, 9, 17])))
+    assert np.array_equal(streamed, some)
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory, face_video):
+    """A shard with a good video, an empty file, a truncated file, a faceless video and a missing one."""
+    tmp = tmp_path_factory.mktemp("shard")
+    empty = tmp / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = tmp / "truncated.mp4"
+    truncated.write_bytes(face_video.read_bytes()[: face_video.stat().st_size // 2])
+    blank = tmp / "blank.mp4"
+    ffmpeg.write_video(blank, [np.full((120, 160, 3), 100, np.uint8)] * 12, fps=25, crf=23)
+    videos = [
+        dict(video_id="original/000", manipulation="original", label=0, path=str(face_video)),
+        dict(video_id="original/001", manipulation="original", label=0, path=str(empty)),
+        dict(video_id="FaceSwap/000_001", manipulation="FaceSwap", label=1, path=str(truncated)),
+        dict(video_id="Deepfakes/000_001", manipulation="Deepfakes", label=1, path=str(blank)),
+        dict(video_id="Deepfakes/001_000", manipulation="Deepfakes", label=1, path=str(tmp / "gone.mp4"), exists=False),
+        dict(video_id="FaceSwap/001_000", manipulation="FaceSwap", label=1, path=str(face_video)),
+    ]
+    records, rows = extract_shard(videos, "test", CFG, ffmpeg.find_ffmpeg(), progress=False)
+    write_shard(tmp / "shard_000.npz", records, rows, {"quality": "raw", "split": "test", "shard": 0})
+    return tmp / "shard_000.npz"
+
+
+def test_every_sampled_frame_has_a_face_of_the_configured_size(shard):
+    faces = FaceShard(shard).read("original/000")
+    assert faces.crops.shape == (6, 48, 48, 3) and faces.crops.dtype == np.uint8
+    assert faces.frame_indices.tolist() == ffmpeg.even_sample(20, 6).tolist()
+    assert faces.landmarks.shape == (6, 68, 2)
+    assert (faces.landmarks >= 0).all() and (faces.landmarks < 48).all()
+    # the crop is square, 1.3x the detector box and contains it
+    side = faces.crop_boxes[:, 2] - faces.crop_boxes[:, 0]
+    assert np.array_equal(side, faces.crop_boxes[:, 3] - faces.crop_boxes[:, 1])
+    assert np.allclose(side, 1.3 * (faces.boxes[:, 2] - faces.boxes[:, 0]), atol=2)
+
+
+def test_landmarks_map_back_into_the_detector_box(shard):
+    faces = FaceShard(shard).read("original/000")
+    lms = faces.landmarks_in_frame()
+    box = faces.boxes
+    centre = lms.mean(axis=1)
+    assert ((centre[:, 0] > box[:, 0]) & (centre[:, 0] < box[:, 2]) & (centre[:, 1] > box[:, 1]) & (centre[:, 1] < box[:, 3])).all()
+
+
+def test_bad_videos_are_excluded_with_a_reason_and_good_ones_kept(shard):
+    summary = {v["video_id"]: v for v in json.loads(shard.with_suffix(".json").read_text())["videos"]}
+    assert summary["original/001"]["status"] == "error" and "empty" in summary["original/001"]["message"]
+    assert summary["FaceSwap/000_001"]["status"] == "error" and "truncated or corrupt" in summary["FaceSwap/000_001"]["message"]
+    assert summary["Deepfakes/000_001"]["status"] == "no_face" and "no face found in 6 sampled frames" in summary["Deepfakes/000_001"]["message"]
+    assert summary["Deepfakes/001_000"]["status"] == "error" and "does not exist" in summary["Deepfakes/001_000"]["message"]
+    reader = FaceShard(shard)
+    assert reader.video_ids == ["original/000", "FaceSwap/001_000"]
+    assert reader.read("FaceSwap/001_000").label == 1
+
+
+def test_one_video_reads_without_the_others(shard):
+    reader = FaceShard(shard)
+    a = reader.read("original/000")
+    b = reader.read("FaceSwap/001_000")
+    assert np.array_equal(a.crops, b.crops) and a.manipulation == "original" and b.manipulation == "FaceSwap"
+    with pytest.raises(KeyError):
+        reader.read("original/001")
+
+
+def test_summary_counts_found_and_missed(shard, tmp_path):
+    table = summarise_shards([shard.with_suffix(".json")], tmp_path / "summary.csv")
+    ok = table[table.status == "ok"]
+    assert (ok.n_found == 6).all() and (ok.n_missed == 0).all()
+    assert set(table.status) == {"ok", "error", "no_face"}
+    assert (tmp_path / "summary.csv").read_text().startswith("quality,split,shard,video_id")
+
+
+def test_write_is_atomic_on_failure(tmp_path):
+    class Boom(Exception):
+        pass
+
+    from dfrobust.io import atomic_path
+
+    with pytest.raises(Boom):
+        with atomic_path(tmp_path / "out.npz") as tmp:
+            tmp.write_bytes(b"partial")
+            raise Boom
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,6 @@
+"""Snakemake script: index the dataset and report what is missing."""
+from dfrobust.datasets.index import write_index
+from dfrobust.runlog import run_logged
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_logged(sm.log[0], write_index, sm.params.dataset, sm.output.index, sm.output.missing)

@@ -1,0 +1,6 @@
+"""Snakemake script: one summary row per video over all face shards."""
+from dfrobust.faces.stage import summarise_shards
+from dfrobust.runlog import run_logged
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_logged(sm.log[0], summarise_shards, list(sm.input), sm.output[0])
