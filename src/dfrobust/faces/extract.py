@@ -49,7 +49,7 @@ class FaceFinder:
     landmarks: LandmarkPredictor
     detect_max_side: int = 640
     track: bool = True
-    track_face_px: int = 120
+    track_face_px: int = 160
     fallback_upsample: int = 1
     _fallback: FaceDetector | None = None
 
@@ -60,7 +60,7 @@ class FaceFinder:
             landmarks=LandmarkPredictor(),
             detect_max_side=cfg.get("detect_max_side", 640),
             track=cfg.get("track", True),
-            track_face_px=cfg.get("track_face_px", 120),
+            track_face_px=cfg.get("track_face_px", 160),
             fallback_upsample=cfg.get("fallback_upsample", 1),
         )
 

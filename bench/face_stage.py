@@ -1,0 +1,147 @@
+"""Benchmark: the face stage against decode-only and against the straightforward way.
+
+The straightforward way (as DeepfakeBench does it): decode every frame with
+OpenCV, run dlib's HOG detector with upsampling 1 on each sampled
+full-resolution frame, take the largest face, 68 landmarks, 1.3x crop, one
+PNG per face. Ours: dfrobust.faces.extract.extract_video (ffmpeg decodes once
+and converts only sampled frames; pyramid-aligned detection on a small
+tracking window) + writing the shard.
+
+All three run in this process pinned to one core, on the same videos, so the
+ratios compare like with like. Videos are upscaled to 720 lines, c23, first (--size) to resemble FF++ c23
+material (1280x720 for 16:9 sources), looped to --length frames (FF++ clips
+are 300-700 frames long; the demo's are a couple of seconds).
+
+    python bench/face_stage.py resources/demo/original_sequences/youtube/raw/videos --n-videos 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dfrobust.faces.detect import DlibHogDetector, LandmarkPredictor
+from dfrobust.faces.extract import FaceFinder, crop_face, extract_video
+from dfrobust.faces.geometry import iou, largest
+from dfrobust.faces.store import write_shard
+from dfrobust.video import ffmpeg
+
+FACES_CFG = dict(detector="dlib_hog", upsample=0, detect_max_side=640, track=True, track_face_px=160,
+                 fallback_upsample=1, crop_scale=1.3, crop_size=256, frames={"test": 32}, min_faces=1, threads=1)
+
+
+def upscale(src: Path, dst: Path, size: str, length: int, exe: str) -> None:
+    """FF++-like material: `size` lines, c23, `length` frames (the clip looped)."""
+    scale = ["-vf", f"scale=-2:{size}"] if size else []
+    subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(src), *scale,
+                    "-frames:v", str(length),
+                    "-c:v", "libx264", "-crf", "23", "-preset", "medium", "-pix_fmt", "yuv420p", str(dst)], check=True)
+
+
+def decode_only(path: Path, exe: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-threads", "1", "-i", str(path), "-f", "null", "-"], check=True)
+    return time.perf_counter() - start
+
+
+def straightforward(path: Path, n: int, out_dir: Path, detector, landmarks) -> tuple[float, dict[int, np.ndarray]]:
+    start = time.perf_counter()
+    cap = cv2.VideoCapture(str(path))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    wanted = set(ffmpeg.even_sample(total, n).tolist())
+    boxes, index = {}, 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        if index in wanted:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            found, _ = detector.detect(rgb)
+            if len(found):
+                box = found[largest(found)]
+                crop, _, _ = crop_face(rgb, box, landmarks(rgb, box), 1.3, 256)
+                cv2.imwrite(str(out_dir / f"{index:04d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                boxes[index] = box
+        index += 1
+    cap.release()
+    return time.perf_counter() - start, boxes
+
+
+def ours(path: Path, n: int, out_dir: Path, exe: str, finder: FaceFinder) -> tuple[float, dict[int, np.ndarray]]:
+    start = time.perf_counter()
+    cfg = {**FACES_CFG, "frames": {"test": n}}
+    record, meta = extract_video(path, "v", "original", 0, n, finder, cfg, exe)
+    write_shard(out_dir / "shard.npz", [record], [{**meta, "status": "ok"}], {})
+    return time.perf_counter() - start, dict(zip(record.frame_indices.tolist(), record.boxes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("videos", type=Path, help="folder of .mp4 files (e.g. the demo's raw originals)")
+    parser.add_argument("--n-videos", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--size", default="720", help="upscale to this height first, keeping the aspect ratio ('' to keep)")
+    parser.add_argument("--length", type=int, default=400, help="loop each clip to this many frames (FF++ clips average ~500)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args()
+
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, inherited by ffmpeg
+    cv2.setNumThreads(1)
+    exe = ffmpeg.find_ffmpeg()
+    sources = sorted(args.videos.glob("*.mp4"))[: args.n_videos]
+    if not sources:
+        raise SystemExit(f"{args.videos}: no .mp4 files")
+    # models are loaded once per job in both ways (the 68-point predictor alone takes ~0.7 s)
+    finder = FaceFinder.from_config(FACES_CFG)
+    plain_detector, plain_landmarks = DlibHogDetector(upsample=1), LandmarkPredictor()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for src in sources:
+            video = src
+            if args.size or args.length:
+                video = tmp / f"{src.stem}_{args.size}.mp4"
+                upscale(src, video, args.size, args.length, exe)
+            (tmp / "a").mkdir(exist_ok=True)
+            (tmp / "b").mkdir(exist_ok=True)
+            t_decode = decode_only(video, exe)
+            t_ours, b_ours = ours(video, args.frames, tmp / "a", exe, finder)
+            t_plain, b_plain = straightforward(video, args.frames, tmp / "b", plain_detector, plain_landmarks)
+            common = sorted(set(b_ours) & set(b_plain))
+            ious = [iou(b_ours[i], b_plain[i]) for i in common]
+            rows.append({
+                "video": src.name, "decode_s": t_decode, "ours_s": t_ours, "straightforward_s": t_plain,
+                "faces_ours": len(b_ours), "faces_straightforward": len(b_plain),
+                "min_iou": min(ious) if ious else float("nan"), "frac_iou_gt_0.9": float(np.mean(np.array(ious) > 0.9)) if ious else float("nan"), "mean_iou": float(np.mean(ious)) if ious else float("nan"),
+            })
+            r = rows[-1]
+            print(f"{r['video']:>14}  decode {t_decode:6.2f}s  ours {t_ours:6.2f}s ({t_ours / t_decode:4.2f}x decode)  "
+                  f"straightforward {t_plain:6.2f}s ({t_plain / t_ours:5.1f}x ours)  faces {len(b_ours)}/{len(b_plain)}  "
+                  f"IoU mean {r['mean_iou']:.3f} min {r['min_iou']:.3f}", flush=True)
+    total = {k: sum(r[k] for r in rows) for k in ("decode_s", "ours_s", "straightforward_s", "faces_ours", "faces_straightforward")}
+    summary = {
+        "videos": len(rows), "frames_per_video": args.frames, "size": args.size,
+        "ours_over_decode": total["ours_s"] / total["decode_s"],
+        "straightforward_over_ours": total["straightforward_s"] / total["ours_s"],
+        "faces_ours": total["faces_ours"], "faces_straightforward": total["faces_straightforward"],
+        "min_iou": min(r["min_iou"] for r in rows), "mean_iou": float(np.mean([r["mean_iou"] for r in rows])),
+        "frac_iou_gt_0.9": float(np.mean([r["frac_iou_gt_0.9"] for r in rows])), "rows": rows,
+    }
+    print(f"\nours / decode-only = {summary['ours_over_decode']:.2f}x (target <= 3)   "
+          f"straightforward / ours = {summary['straightforward_over_ours']:.1f}x (target >= 5)   "
+          f"faces {summary['faces_ours']} vs {summary['faces_straightforward']}   IoU mean {summary['mean_iou']:.3f}, "
+          f"{100 * summary['frac_iou_gt_0.9']:.0f}% of faces > 0.9, min {summary['min_iou']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Detection metrics of one score table (one detector on one copy of the test set).
+
+The paper's number is the *video-level* ROC AUC: a video's score is the mean of
+its frame scores. Everything else (frame AUC, accuracy, EER, AP, the
+low-false-alarm metrics of the two-branch LoG paper, a bootstrap interval and
+per-manipulation AUCs) is reported next to it so a cell can be read in context.
+
+Conventions
+-----------
+* A score is the probability of *fake*; a sample is called fake when
+  ``score >= threshold`` (the same rule as scikit-learn's ROC thresholds).
+* ROC operating points between two thresholds are joined by straight lines
+  (ROC linear interpolation, as scikit-learn's ``roc_auc_score(max_fpr=)``):
+  tied scores give one diagonal step, and where the curve is vertical at a
+  requested FAR the highest TAR is taken (the best point with FPR <= FAR).
+* Degenerate input (an empty table, only real or only fake videos, labels
+  other than 0/1, scores outside [0, 1] or NaN, a video with two labels)
+  raises :class:`MetricsInputError` (a ``ValueError``), never a silent NaN:
+  a number in Table I must mean something.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from dfrobust.errors import InputError
+from dfrobust.evaluation.bootstrap import bootstrap_auc
+
+REQUIRED_COLUMNS = ("video_id", "manipulation", "label", "frame_index", "score")
+
+
+class MetricsInputError(InputError, ValueError):
+    """A score table on which a metric is undefined (one class only, empty, bad values)."""
+
+
+def _where(source: str | os.PathLike | None) -> str:
+    return f"{source}: " if source else ""
+
+
+def check_frames(frames: pd.DataFrame, source: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Validate a per-frame score table; return it with clean dtypes.
+
+    `source` (a file name) prefixes every error message.
+    """
+    where = _where(source)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frames.columns]
+    if missing:
+        raise MetricsInputError(f"{where}score table lacks column(s) {', '.join(missing)}")
+    if len(frames) == 0:
+        raise MetricsInputError(f"{where}score table is empty: no frames to evaluate")
+    frames = frames.copy()
+    frames["video_id"] = frames["video_id"].astype(str)
+    frames["manipulation"] = frames["manipulation"].astype(str)
+    score = pd.to_numeric(frames["score"], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(score)):
+        bad = frames.loc[~np.isfinite(score), "video_id"].iloc[0]
+        raise MetricsInputError(f"{where}score is NaN or not a number (first in video {bad})")
+    if score.min() < 0 or score.max() > 1:
+        raise MetricsInputError(
+            f"{where}scores must be fake probabilities in [0, 1], found range "
+            f"[{score.min():.4g}, {score.max():.4g}] (logits?)"
+        )
+    frames["score"] = score
+    labels = pd.to_numeric(frames["label"], errors="coerce")
+    if not labels.isin([0, 1]).all():
+        found = frames.loc[~labels.isin([0, 1]), "label"].unique()[:5].tolist()
+        raise MetricsInputError(f"{where}label must be 0 (real) or 1 (fake), found {found}")
+    frames["label"] = labels.astype(int)
+    per_video = frames.groupby("video_id")[["label", "manipulation"]].nunique()
+    mixed = per_video.index[(per_video > 1).any(axis=1)]
+    if len(mixed):
+        raise MetricsInputError(f"{where}video {mixed[0]} has frames with different labels or manipulations")
+    return frames
+
+
+def video_scores(frames: pd.DataFrame, source: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per video: video_id, manipulation, label, score (mean of its
+    frame scores, rounded to 12 decimals so that equal means tie exactly),
+    n_frames; sorted by video_id so results never depend on row order.
+
+    Videos are keyed by their full id ("Deepfakes/000_003"), so fakes with the
+    same name under different manipulations stay separate videos.
+    """
+    return _aggregate(check_frames(frames, source))
+
+
+def _aggregate(frames: pd.DataFrame) -> pd.DataFrame:
+    videos = (
+        frames.groupby("video_id", sort=True)
+        .agg(manipulation=("manipulation", "first"), label=("label", "first"),
+             score=("score", "mean"), n_frames=("score", "size"))
+        .reset_index()
+    )
+    # equal means must tie whatever the summation order (0.1+0.5)/2 vs 0.3
+    videos["score"] = videos["score"].round(12)
+    return videos
+
+
+def _require_both_classes(labels: np.ndarray, what: str, source) -> None:
+    n_fake = int(np.sum(labels == 1))
+    n_real = int(np.sum(labels == 0))
+    if n_fake == 0 or n_real == 0:
+        lacking = "fake (label 1)" if n_fake == 0 else "real (label 0)"
+        raise MetricsInputError(
+            f"{_where(source)}no {lacking} {what} ({n_real} real, {n_fake} fake): AUC is undefined with one class"
+        )
+
+
+def _roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # keep every vertex: interpolation below must see the exact curve
+    return roc_curve(labels, scores, drop_intermediate=False)
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """TAR at a given FAR on the linearly interpolated ROC curve.
+
+    Where the curve is vertical at `far` the highest TPR is returned (the best
+    operating point whose FPR does not exceed `far`), as scikit-learn does.
+    """
+    if not 0 < far <= 1:
+        raise ValueError(f"FAR must be in (0, 1], got {far}")
+    stop = int(np.searchsorted(fpr, far, side="right"))
+    if stop >= len(fpr):
+        return float(tpr[-1])
+    return float(np.interp(far, [fpr[stop - 1], fpr[stop]], [tpr[stop - 1], tpr[stop]]))
+
+
+def partial_area(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """Area under the linearly interpolated ROC curve for FPR in [0, far]."""
+    stop = int(np.searchsorted(fpr, far, side="right"))
+    xs = np.append(fpr[:stop], far)
+    ys = np.append(tpr[:stop], tpr_at_fpr(fpr, tpr, far))
+    return float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2))  # trapezoid rule
+
+
+def standardized_pauc(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """Partial AUC on FPR in [0, far] with McClish's correction: 0.5 for a
+    random detector, 1 for a perfect one (equals sklearn's roc_auc_score(max_fpr=far))."""
+    area = partial_area(fpr, tpr, far)
+    min_area = 0.5 * far**2
+    return 0.5 * (1 + (area - min_area) / (far - min_area))
+
+
+def truncated_auc(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """Mean TAR over FAR in [0, far]: the partial area divided by `far` (1 = perfect)."""
+    return partial_area(fpr, tpr, far) / far
+
+
+def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """FPR where FPR = FNR on the linearly interpolated ROC curve.
+
+    fpr + tpr - 1 never decreases along the curve, so the crossing is found on
+    the first segment where it becomes >= 0 and interpolated there.
+    """
+    gap = fpr + tpr - 1.0
+    i = int(np.argmax(gap >= 0))
+    if i == 0:
+        return float(fpr[0])
+    share = -gap[i - 1] / (gap[i] - gap[i - 1])
+    return float(fpr[i - 1] + share * (fpr[i] - fpr[i - 1]))
+
+
+def _pct(far: float) -> str:
+    """Key suffix for a FAR level: 0.01 -> '1pct', 0.001 -> '0.1pct'."""
+    return f"{format(round(100 * far, 10), 'g')}pct"
+
+
+def roc_points(frames: pd.DataFrame, level: str = "video") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) of the ROC curve at video level (mean frame
+    score per video) or frame level, every vertex kept, for figures."""
+    if level == "video":
+        table = video_scores(frames)
+    elif level == "frame":
+        table = check_frames(frames)
+    else:
+        raise ValueError(f"level must be 'video' or 'frame', got {level!r}")
+    labels = table["label"].to_numpy()
+    _require_both_classes(labels, f"{level}s", None)
+    return _roc(labels, table["score"].to_numpy())
+
+
+def compute_metrics(
+    frames: pd.DataFrame,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    far_levels: Iterable[float] = (0.01, 0.1),
+    threshold: float = 0.5,
+    source: str | os.PathLike | None = None,
+) -> dict:
+    """All metrics of one per-frame score table, as a flat JSON-ready dict.
+
+    Keys: video_auc (the paper's number), frame_auc, video_accuracy,
+    frame_accuracy (at `threshold`, fake when score >= threshold), eer,
+    average_precision (video level), for each FAR level f in `far_levels`
+    tar_at_far_{f}pct, tauc_{f}pct (truncated AUC) and pauc_{f}pct (McClish
+    standardized partial AUC), all at video level on the linearly interpolated
+    ROC; ci_low/ci_high (stratified percentile bootstrap of video AUC over
+    videos, `bootstrap` resamples, `seed`; None when bootstrap == 0);
+    per_manipulation ({name: {video_auc, n_videos}}: that method's fakes
+    against all real videos); counts (videos/frames per class).
+
+    Raises MetricsInputError (a ValueError) on degenerate input.
+    """
+    frames = check_frames(frames, source)
+    videos = _aggregate(frames)
+    v_labels = videos["label"].to_numpy()
+    v_scores = videos["score"].to_numpy()
+    f_labels = frames["label"].to_numpy()
+    f_scores = frames["score"].to_numpy()
+    _require_both_classes(v_labels, "videos", source)
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    far_levels = [float(f) for f in far_levels]
+
+    fpr, tpr, _ = _roc(v_labels, v_scores)
+    out: dict = {
+        "video_auc": float(roc_auc_score(v_labels, v_scores)),
+        "frame_auc": float(roc_auc_score(f_labels, f_scores)),
+        "video_accuracy": float(np.mean((v_scores >= threshold) == v_labels)),
+        "frame_accuracy": float(np.mean((f_scores >= threshold) == f_labels)),
+        "threshold": float(threshold),
+        "eer": equal_error_rate(fpr, tpr),
+        "average_precision": float(average_precision_score(v_labels, v_scores)),
+        "far_levels": far_levels,
+    }
+    for far in far_levels:
+        out[f"tar_at_far_{_pct(far)}"] = tpr_at_fpr(fpr, tpr, far)
+        out[f"tauc_{_pct(far)}"] = truncated_auc(fpr, tpr, far)
+        out[f"pauc_{_pct(far)}"] = standardized_pauc(fpr, tpr, far)
+
+    low, high = (None, None)
+    if bootstrap > 0:
+        low, high, _ = bootstrap_auc(v_labels, v_scores, n=bootstrap, seed=seed, ci=ci)
+    out.update(ci_low=low, ci_high=high, ci_level=float(ci), bootstrap=int(bootstrap), seed=int(seed))
+
+    reals = videos[videos["label"] == 0]
+    per_manipulation = {}
+    for name, fakes in videos[videos["label"] == 1].groupby("manipulation", sort=True):
+        both = pd.concat([reals, fakes])
+        per_manipulation[name] = {
+            "video_auc": float(roc_auc_score(both["label"], both["score"])),
+            "n_videos": int(len(fakes)),
+        }
+    out["per_manipulation"] = per_manipulation
+    out["counts"] = {
+        "videos": {"real": int(np.sum(v_labels == 0)), "fake": int(np.sum(v_labels == 1))},
+        "frames": {"real": int(np.sum(f_labels == 0)), "fake": int(np.sum(f_labels == 1))},
+    }
+    return out
+
+
+def read_scores(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a per-frame score CSV; a missing or unreadable file is an InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: score file does not exist")
+    try:
+        return pd.read_csv(path, dtype={"video_id": str, "manipulation": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise MetricsInputError(f"{path}: cannot read score table ({str(exc).splitlines()[0]})") from exc
+
+
+def evaluate_file(
+    scores_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    config: Mapping,
+    cell: Mapping,
+    seed: int | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> dict:
+    """Metrics of one score file, written as results/metrics/{method}/{quality}/{operation}.json.
+
+    `config` is the evaluation config block (bootstrap, ci, seed, far_levels,
+    threshold); `seed` overrides config["seed"]. `cell` names the table cell
+    and is copied into the record: method, train_quality, operation,
+    category, and sweep/level for swept operations. The record carries its provenance (config, code and library
+    versions, seed, sha256 of the score file and of any extra `inputs`).
+    """
+    from dfrobust import provenance
+    from dfrobust.io import write_json
+
+    seed = int(config.get("seed", 0) if seed is None else seed)
+    frames = read_scores(scores_path)
+    metrics = compute_metrics(
+        frames,
+        bootstrap=int(config.get("bootstrap", 1000)),
+        seed=seed,
+        ci=float(config.get("ci", 0.95)),
+        far_levels=config.get("far_levels", (0.01, 0.1)),
+        threshold=float(config.get("threshold", 0.5)),
+        source=scores_path,
+    )
+    record = {**dict(cell), **metrics, "scores": str(scores_path)}
+    record["provenance"] = provenance.collect(dict(config), [scores_path, *inputs], seed)
+    write_json(output_path, record)
+    return record

@@ -1,0 +1,322 @@
+"""Metrics of a score table, checked against scikit-learn and against hand-computed values."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.stats import norm
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from dfrobust.evaluation import (
+    MetricsInputError,
+    bootstrap_auc,
+    compute_metrics,
+    delong_test,
+    delong_videos,
+    evaluate_file,
+    roc_points,
+    video_scores,
+)
+from dfrobust.evaluation.bootstrap import rank_auc
+from dfrobust.io import read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ["video_id", "manipulation", "label", "frame_index", "score"]
+
+
+def random_frames(seed=0, n_real=30, n_fake=60, frames=(1, 8), ties=False, separation=0.15):
+    """A synthetic score table; with ties=True scores are rounded to one decimal."""
+    rng = np.random.default_rng(seed)
+    methods = ["Deepfakes", "FaceSwap", "Face2Face"]
+    rows = []
+    for v in range(n_real + n_fake):
+        fake = v >= n_real
+        manipulation = methods[v % 3] if fake else "original"
+        video_id = f"{manipulation}/{v:03d}"
+        centre = 0.45 + (separation if fake else 0.0)
+        for f in range(rng.integers(frames[0], frames[1] + 1)):
+            score = float(np.clip(rng.normal(centre, 0.2), 0, 1))
+            rows.append((video_id, manipulation, int(fake), f * 10, round(score, 1) if ties else score))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def one_frame_table(real_scores, fake_scores):
+    rows = [(f"original/{i:03d}", "original", 0, 0, s) for i, s in enumerate(real_scores)]
+    rows += [(f"Deepfakes/{i:03d}", "Deepfakes", 1, 0, s) for i, s in enumerate(fake_scores)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def means_by_hand(frames):
+    """Video means in exact arithmetic, so equal means are exactly equal floats (ties)."""
+    sums, counts, labels = {}, {}, {}
+    for vid, label, score in zip(frames.video_id, frames.label, frames.score):
+        sums[vid] = sums.get(vid, 0) + Fraction(repr(score))
+        counts[vid] = counts.get(vid, 0) + 1
+        labels[vid] = label
+    ids = sorted(sums)
+    return np.array([labels[v] for v in ids]), np.array([float(sums[v] / counts[v]) for v in ids])
+
+
+# ---------------------------------------------------------------- vs scikit-learn
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, False), (2, True), (3, True)])
+def test_metrics_match_sklearn(seed, ties):
+    frames = random_frames(seed, ties=ties)
+    m = compute_metrics(frames, bootstrap=50, far_levels=(0.01, 0.05, 0.1, 0.3))
+    labels, scores = means_by_hand(frames)
+    if ties:  # tied video means across classes, the case that needs care
+        assert set(scores[labels == 0]) & set(scores[labels == 1])
+    assert m["video_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert m["frame_auc"] == pytest.approx(roc_auc_score(frames.label, frames.score), abs=1e-12)
+    assert m["average_precision"] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    for far, key in [(0.01, "1pct"), (0.05, "5pct"), (0.1, "10pct"), (0.3, "30pct")]:
+        assert m[f"pauc_{key}"] == pytest.approx(roc_auc_score(labels, scores, max_fpr=far), abs=1e-12)
+    assert m["video_accuracy"] == pytest.approx(np.mean((scores >= 0.5) == labels))
+    assert m["frame_accuracy"] == pytest.approx(np.mean((frames.score >= 0.5) == frames.label))
+
+
+def test_ties_everywhere_give_half():
+    frames = one_frame_table([0.5] * 5, [0.5] * 7)
+    m = compute_metrics(frames, bootstrap=20)
+    assert m["video_auc"] == 0.5
+    assert m["pauc_10pct"] == pytest.approx(0.5)
+    assert m["tar_at_far_10pct"] == pytest.approx(0.1)  # on the chance diagonal
+    assert m["eer"] == pytest.approx(0.5)
+
+
+def test_roc_points_match_sklearn():
+    frames = random_frames(4, ties=True)
+    labels, scores = means_by_hand(frames)
+    fpr, tpr, thr = roc_points(frames, level="video")
+    ref = roc_curve(labels, scores, drop_intermediate=False)
+    for mine, theirs in zip((fpr, tpr, thr), ref):
+        np.testing.assert_allclose(mine, theirs)
+    f_fpr, f_tpr, _ = roc_points(frames, level="frame")
+    np.testing.assert_allclose(f_fpr, roc_curve(frames.label, frames.score, drop_intermediate=False)[0])
+    with pytest.raises(ValueError, match="level"):
+        roc_points(frames, level="shot")
+
+
+# ---------------------------------------------------------------- by hand
+
+def test_video_aggregation_by_hand():
+    rows = [
+        ("original/000", "original", 0, 0, 0.1), ("original/000", "original", 0, 5, 0.3),   # 0.2
+        ("original/001", "original", 0, 0, 0.6),                                              # 0.6
+        ("Deepfakes/000_001", "Deepfakes", 1, 0, 0.2), ("Deepfakes/000_001", "Deepfakes", 1, 5, 0.8),  # 0.5
+        ("Deepfakes/000_001", "Deepfakes", 1, 9, 0.5),
+        ("Deepfakes/001_000", "Deepfakes", 1, 0, 0.9),                                        # 0.9
+    ]
+    frames = pd.DataFrame(rows, columns=COLUMNS).sample(frac=1, random_state=3)
+    videos = video_scores(frames)
+    assert list(videos.video_id) == sorted(videos.video_id)
+    by_id = videos.set_index("video_id")
+    assert by_id.loc["original/000", "score"] == pytest.approx(0.2)
+    assert by_id.loc["Deepfakes/000_001", "score"] == pytest.approx(0.5)
+    assert by_id.loc["Deepfakes/000_001", "n_frames"] == 3
+    m = compute_metrics(frames, bootstrap=0)
+    # fake 0.5 beats real 0.2 only; fake 0.9 beats both: 3 of 4 pairs
+    assert m["video_auc"] == pytest.approx(0.75)
+    # 0.2 real ok, 0.6 real wrong, 0.5 fake ok (>=), 0.9 fake ok
+    assert m["video_accuracy"] == pytest.approx(0.75)
+    # frame level: reals (0.1, 0.3, 0.6) against fakes (0.2, 0.8, 0.5, 0.9)
+    pairs = [(f > r) + 0.5 * (f == r) for f in (0.2, 0.8, 0.5, 0.9) for r in (0.1, 0.3, 0.6)]
+    assert m["frame_auc"] == pytest.approx(sum(pairs) / 12)
+    assert m["counts"] == {"videos": {"real": 2, "fake": 2}, "frames": {"real": 3, "fake": 4}}
+    assert m["ci_low"] is None and m["ci_high"] is None
+
+
+def test_same_name_under_two_manipulations_is_two_videos():
+    rows = [
+        ("original/000", "original", 0, 0, 0.3), ("original/001", "original", 0, 0, 0.5),
+        ("Deepfakes/000_003", "Deepfakes", 1, 0, 0.9), ("Deepfakes/000_003", "Deepfakes", 1, 1, 0.9),
+        ("FaceSwap/000_003", "FaceSwap", 1, 0, 0.1), ("FaceSwap/000_003", "FaceSwap", 1, 1, 0.1),
+    ]
+    m = compute_metrics(pd.DataFrame(rows, columns=COLUMNS), bootstrap=0)
+    assert m["counts"]["videos"] == {"real": 2, "fake": 2}
+    assert m["per_manipulation"] == {
+        "Deepfakes": {"video_auc": 1.0, "n_videos": 1},
+        "FaceSwap": {"video_auc": 0.0, "n_videos": 1},
+    }
+    assert m["video_auc"] == pytest.approx(0.5)  # merged by name it would be one video at 0.5 -> 0.75
+
+
+def test_low_far_metrics_on_hand_made_roc():
+    # ROC vertices: (0,.25) (.1,.25) (.1,.5) (.6,.5) (.6,.75) (.7,.75) (.7,1) (1,1)
+    reals = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
+    fakes = [0.95, 0.85, 0.35, 0.25]
+    m = compute_metrics(one_frame_table(reals, fakes), bootstrap=0, far_levels=(0.01, 0.05, 0.1))
+    assert m["tar_at_far_1pct"] == pytest.approx(0.25)
+    assert m["tar_at_far_5pct"] == pytest.approx(0.25)
+    assert m["tar_at_far_10pct"] == pytest.approx(0.5)  # vertical at 10%: best point with FPR <= 10%
+    # partial area on [0, .1] is .1 * .25
+    assert m["tauc_10pct"] == pytest.approx(0.25)
+    assert m["tauc_1pct"] == pytest.approx(0.25)
+    assert m["pauc_10pct"] == pytest.approx(0.5 * (1 + (0.025 - 0.005) / (0.1 - 0.005)))
+    assert m["pauc_1pct"] == pytest.approx(0.5 * (1 + (0.0025 - 0.00005) / (0.01 - 0.00005)))
+    assert m["eer"] == pytest.approx(0.5)
+    assert m["video_auc"] == pytest.approx(1 - (0 + 1 + 6 + 7) / 40)  # reals above each fake
+
+
+def test_low_far_metrics_interpolate_tied_segment():
+    # a tie of one real and one fake at 0.5 gives a diagonal segment (0,.5) -> (.5,1)
+    m = compute_metrics(one_frame_table([0.5, 0.1], [0.5, 0.9]), bootstrap=0, far_levels=(0.1,))
+    assert m["tar_at_far_10pct"] == pytest.approx(0.6)
+    assert m["tauc_10pct"] == pytest.approx(0.55)
+    assert m["pauc_10pct"] == pytest.approx(0.5 * (1 + (0.055 - 0.005) / 0.095))
+    assert m["eer"] == pytest.approx(0.25)
+    assert m["video_auc"] == pytest.approx(0.875)
+
+
+# ---------------------------------------------------------------- bootstrap
+
+def test_bootstrap_interval_contains_estimate_and_is_reproducible():
+    frames = random_frames(5)
+    a = compute_metrics(frames, bootstrap=300, seed=7)
+    b = compute_metrics(frames.sample(frac=1, random_state=1), bootstrap=300, seed=7)  # row order is irrelevant
+    c = compute_metrics(frames, bootstrap=300, seed=8)
+    assert a["ci_low"] <= a["video_auc"] <= a["ci_high"]
+    assert a["ci_low"] < a["ci_high"]
+    assert (a["ci_low"], a["ci_high"]) == (b["ci_low"], b["ci_high"])
+    assert (a["ci_low"], a["ci_high"]) != (c["ci_low"], c["ci_high"])
+    narrow = compute_metrics(frames, bootstrap=300, seed=7, ci=0.5)
+    assert a["ci_low"] <= narrow["ci_low"] <= narrow["ci_high"] <= a["ci_high"]
+
+
+def test_bootstrap_is_stratified():
+    labels = np.r_[np.zeros(1, int), np.ones(20, int)]  # a single real video
+    scores = np.linspace(0, 1, 21)
+    low, high, reps = bootstrap_auc(labels, scores, n=200, seed=0)
+    assert len(reps) == 200 and np.all(np.isfinite(reps))  # both classes in every resample
+    assert low == high == 1.0  # the only real is always the lowest score
+
+
+def test_rank_auc_matches_sklearn_rowwise():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 40)
+    scores = np.round(rng.random((5, 40)), 1)
+    expected = [roc_auc_score(labels, row) for row in scores]
+    np.testing.assert_allclose(rank_auc(labels, scores), expected)
+
+
+# ---------------------------------------------------------------- degenerate input
+
+@pytest.mark.parametrize(
+    "frames,message",
+    [
+        (pd.DataFrame(columns=COLUMNS), "empty"),
+        (one_frame_table([0.1, 0.2], []), "no fake"),
+        (one_frame_table([], [0.1, 0.2]), "no real"),
+        (one_frame_table([0.1], [0.2]).drop(columns="score"), "lacks column"),
+        (one_frame_table([0.1], [float("nan")]), "NaN"),
+        (one_frame_table([0.1], [3.2]), r"\[0, 1\]"),
+        (one_frame_table([0.1], [0.2]).assign(label=[0, 2]), "label"),
+        (pd.DataFrame([("v", "original", 0, 0, 0.1), ("v", "original", 1, 1, 0.2)], columns=COLUMNS), "different labels"),
+    ],
+)
+def test_degenerate_input_raises_clear_error(frames, message):
+    with pytest.raises(MetricsInputError, match=message) as info:
+        compute_metrics(frames, bootstrap=10, source="scores/x.csv")
+    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith("scores/x.csv: ")
+
+
+# ---------------------------------------------------------------- DeLong
+
+def delong_slow(labels, s1, s2):
+    """Textbook DeLong: O(n^2) structural components from the kernel psi."""
+    labels = np.asarray(labels)
+    out = []
+    for s in (s1, s2):
+        x, y = s[labels == 1], s[labels == 0]
+        psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+        out.append((psi.mean(), psi.mean(axis=1), psi.mean(axis=0)))
+    m, n = (labels == 1).sum(), (labels == 0).sum()
+    (a1, v10a, v01a), (a2, v10b, v01b) = out
+    s10 = np.cov(np.vstack([v10a, v10b]))
+    s01 = np.cov(np.vstack([v01a, v01b]))
+    cov = s10 / m + s01 / n
+    z = (a1 - a2) / np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    return a1, a2, z, 2 * norm.sf(abs(z))
+
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, True)])
+def test_delong_matches_slow_reference(seed, ties):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 80)
+    base = labels * 0.8 + rng.normal(0, 1, 80)
+    s1 = base + rng.normal(0, 0.5, 80)
+    s2 = base + rng.normal(0, 1.0, 80)
+    if ties:
+        s1, s2 = np.round(s1), np.round(s2)
+    result = delong_test(labels, s1, s2)
+    expected = delong_slow(labels, s1, s2)
+    np.testing.assert_allclose(tuple(result), expected, rtol=1e-10)
+    assert result.auc1 == pytest.approx(roc_auc_score(labels, s1))
+    swapped = delong_test(labels, s2, s1)
+    assert swapped.z == pytest.approx(-result.z) and swapped.p == pytest.approx(result.p)
+
+
+def test_delong_identical_scores_p_is_one():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 50)
+    scores = rng.random(50)
+    auc1, auc2, z, p = delong_test(labels, scores, scores)
+    assert auc1 == auc2 and z == 0.0 and p == 1.0
+    # a monotone transform keeps the ranks, hence the AUC and the components
+    assert delong_test(labels, scores, scores**3).p == pytest.approx(1.0)
+
+
+def test_delong_videos_pairs_by_video_id():
+    a = random_frames(6)
+    b = a.assign(score=np.clip(a.score + np.random.default_rng(1).normal(0, 0.2, len(a)), 0, 1))
+    direct = delong_videos(a, b)
+    shuffled = delong_videos(a, b.sample(frac=1, random_state=2))
+    assert tuple(direct) == pytest.approx(tuple(shuffled))
+    la, sa = means_by_hand(a)
+    _, sb = means_by_hand(b)
+    assert tuple(direct) == pytest.approx(tuple(delong_slow(la, sa, sb)))
+    with pytest.raises(MetricsInputError, match="at least 2"):
+        delong_test([0, 1, 1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+
+
+# ---------------------------------------------------------------- file + schema
+
+def test_evaluate_file_writes_record_with_provenance(tmp_path):
+    scores = tmp_path / "results/scores/xception/c23/clean.csv"
+    scores.parent.mkdir(parents=True)
+    random_frames(7).to_csv(scores, index=False)
+    out = tmp_path / "results/metrics/xception/c23/clean.json"
+    cell = {"method": "xception", "train_quality": "c23", "operation": "clean", "category": "reference"}
+    record = evaluate_file(scores, out, {"bootstrap": 100, "ci": 0.9, "seed": 3}, cell)
+    saved = read_json(out)
+    assert saved["video_auc"] == pytest.approx(record["video_auc"])
+    assert saved["method"] == "xception" and saved["operation"] == "clean"
+    assert saved["seed"] == 3 and saved["bootstrap"] == 100 and saved["ci_level"] == 0.9
+    assert saved["provenance"]["config"] == {"bootstrap": 100, "ci": 0.9, "seed": 3}
+    assert saved["provenance"]["inputs"][0]["path"] == str(scores)
+    with pytest.raises(MetricsInputError, match="no fake"):
+        reals = tmp_path / "reals.csv"
+        one_frame_table([0.1, 0.2], []).to_csv(reals, index=False)
+        evaluate_file(reals, tmp_path / "bad.json", {}, cell)
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_evaluation_schema_defaults():
+    schema = yaml.safe_load((ROOT / "config/schema/evaluation.yaml").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["additionalProperties"] is False
+    for key, spec in schema["properties"].items():
+        assert "default" in spec and "description" in spec, key
+    defaults = {k: v["default"] for k, v in schema["properties"].items()}
+    assert defaults == {"bootstrap": 1000, "ci": 0.95, "seed": 0, "far_levels": [0.01, 0.1], "threshold": 0.5}
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.validate(defaults)
+    assert not validator.is_valid({"bootstrap": "many"})
+    assert not validator.is_valid({"boostrap": 10})
