@@ -11,17 +11,17 @@ its cells is missing.
 
 Files
 -----
-table1.csv     two header rows, then one row per model::
+table1.csv     one header row, then one row per model::
 
-                   category,,<cat>,<cat>,...,summary
                    method,train_quality,<op>,<op>,...,average
                    xception,c23,99.10,...
 
-               `pd.read_csv(p, header=1)` gives a flat table (columns method,
-               train_quality, operations..., average);
-               `pd.read_csv(p, header=[0, 1], index_col=[0, 1])` gives
-               (category, operation) column pairs. Values: AUC in percent,
-               `decimals` decimals; an empty field is a missing cell.
+               operation columns in Table I order (grouped by category; the
+               categories are in table1.md/.tex and table1_ci.csv). Values:
+               AUC in percent, `decimals` decimals; an empty field is a
+               missing cell. The reference column (clean) is left out, as in
+               the paper, unless report.show_reference is true; its AUC is in
+               table1_ci.csv.
 table1.md      GitHub markdown; categories in the header row, operations in
                the first (bold) row.
 table1.tex     booktabs tabular; categories as \\multicolumn with \\cmidrule.
@@ -177,11 +177,8 @@ def _fmt(value: float, decimals: int, missing: str) -> str:
 
 
 def table1_csv(table: pd.DataFrame, decimals: int = 2) -> str:
-    """Table I as CSV text with the two header rows described in the module doc."""
-    lines = [
-        ",".join(["category", "", *(_csv_field(c) for c, _ in table.columns)]),
-        ",".join(["method", "train_quality", *(_csv_field(o) for _, o in table.columns)]),
-    ]
+    """Table I as CSV text: one header row (method, train_quality, operations..., average)."""
+    lines = [",".join(["method", "train_quality", *(_csv_field(o) for _, o in table.columns)])]
     for (method, quality), row in table.iterrows():
         cells = [_fmt(v, decimals, "") for v in row.to_numpy(dtype=float)]
         lines.append(",".join([_csv_field(method), _csv_field(quality), *cells]))
@@ -263,10 +260,9 @@ def table1_latex(table: pd.DataFrame, decimals: int = 2) -> str:
 
 
 def read_table1(path: str | os.PathLike) -> pd.DataFrame:
-    """Read table1.csv back as written by `write_table1` (float percent, MultiIndex columns)."""
-    table = pd.read_csv(path, header=[0, 1], index_col=[0, 1])
+    """Read table1.csv back (float percent, index (method, train_quality), one column per operation)."""
+    table = pd.read_csv(path, index_col=[0, 1], dtype={"method": str, "train_quality": str})
     table.index.names = ["method", "train_quality"]
-    table.columns.names = ["category", "operation"]
     return table.astype(float)
 
 
@@ -286,7 +282,8 @@ def write_table1(
     config: Mapping | None = None,
     methods: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Build Table I and write the requested files atomically; returns the table.
+    """Build Table I and write the requested files atomically; returns the full
+    table (with the reference column, which the figures need).
 
     `config` is the report config block: reference, include_reference,
     decimals, qualities, columns (see config/schema/report.yaml); `methods`
@@ -302,12 +299,17 @@ def write_table1(
     )
     table = build_table1(records, operations, include_reference=bool(config.get("include_reference", False)),
                          **options)
+    shown = table
+    if not config.get("show_reference", False):
+        keep = [c for c in table.columns if c[1] != options["reference"]]
+        shown = table[keep]
+        shown.attrs.update(table.attrs)
     if csv:
-        write_text(csv, table1_csv(table, decimals))
+        write_text(csv, table1_csv(shown, decimals))
     if md:
-        write_text(md, table1_markdown(table, decimals))
+        write_text(md, table1_markdown(shown, decimals))
     if tex:
-        write_text(tex, table1_latex(table, decimals))
+        write_text(tex, table1_latex(shown, decimals))
     if ci_csv:
         ci_table = build_ci_table(records, operations, **options)
         write_text(ci_csv, ci_table.to_csv(index=False, float_format=f"%.{decimals}f"))

@@ -42,10 +42,9 @@ def _table_value(results_dir: Path, method: str, quality: str, operation: str) -
     from dfrobust.reporting.tables import read_table1
 
     table = read_table1(path)
-    columns = [c for c in table.columns if c[1] == operation]
-    if (method, quality) not in table.index or not columns:
+    if (method, quality) not in table.index or operation not in table.columns:
         return {"file": str(path), "value": None}
-    value = float(table.loc[(method, quality), columns[0]])
+    value = float(table.loc[(method, quality), operation])
     return {"file": str(path), "value": None if not np.isfinite(value) else value}
 
 

@@ -1,0 +1,47 @@
+# Table I, figures and the HTML report.
+
+METRIC_FILES = [f"results/metrics/{m}/{q}/{op}.json" for m, q in MODELS for op in OPERATION_NAMES]
+SCORE_FILES = [f"results/scores/{m}/{q}/{op}.csv" for m, q in MODELS for op in OPERATION_NAMES]
+TABLE_OPERATIONS = [{"name": n, "category": OPERATION_CELLS[n].get("category", "")} for n in OPERATION_NAMES]
+
+
+rule table1:
+    """Table I of the paper: video AUC (%) per (detector, training set) and operation."""
+    input:
+        metrics=METRIC_FILES,
+        scores=SCORE_FILES,
+    output:
+        csv=report("results/table1.csv", caption="../report/table1.rst", category="Table I"),
+        md="results/table1.md",
+        tex="results/table1.tex",
+        ci=report("results/table1_ci.csv", caption="../report/table1_ci.rst", category="Table I"),
+        delong="results/table1_delong.csv",
+    params:
+        report=config["report"],
+        operations=TABLE_OPERATIONS,
+        methods=DETECTOR_NAMES,
+    log:
+        "logs/report/table1.log",
+    script:
+        "../workflow_scripts/table1.py"
+
+
+rule figures:
+    """Heatmap of Table I, AUC drop per category, ROC curves per model, AUC against severity."""
+    input:
+        metrics=METRIC_FILES,
+        scores=SCORE_FILES,
+    output:
+        heatmap=report("results/figures/table1_heatmap.png", caption="../report/heatmap.rst", category="Figures"),
+        drop=report("results/figures/auc_drop.png", caption="../report/auc_drop.rst", category="Figures"),
+        severity=report("results/figures/severity.png", caption="../report/severity.rst", category="Figures"),
+        roc=[report(f"results/figures/roc_{m}_{q}.png", caption="../report/roc.rst", category="ROC curves")
+             for m, q in MODELS],
+    params:
+        report=config["report"],
+        operations=TABLE_OPERATIONS,
+        methods=DETECTOR_NAMES,
+    log:
+        "logs/report/figures.log",
+    script:
+        "../workflow_scripts/figures.py"

@@ -1,0 +1,9 @@
+"""Snakemake script: metrics of one scores file, with provenance."""
+from dfrobust.evaluation import evaluate_file
+from dfrobust.runlog import run_logged
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_logged(
+    sm.log[0], evaluate_file, sm.input.scores, sm.output[0], sm.params.evaluation, sm.params.cell,
+    inputs=[sm.input.scores, sm.input.model],
+)

@@ -1,0 +1,11 @@
+"""Snakemake script: score one test copy with one trained model."""
+from pathlib import Path
+
+from dfrobust.evaluation.scoring import score_copy
+from dfrobust.runlog import run_logged
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_logged(
+    sm.log[0], score_copy, Path(sm.input.model).parent, list(sm.input.faces), sm.output[0],
+    sm.params.scoring["batch_size"], sm.params.scoring["device"],
+)

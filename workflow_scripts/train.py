@@ -1,0 +1,13 @@
+"""Snakemake script: train one (detector, quality) model, resuming from its checkpoint."""
+from pathlib import Path
+
+from dfrobust.runlog import run_logged
+from dfrobust.seeding import derive_seed
+from dfrobust.training import train
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+method, quality = sm.wildcards.method, sm.wildcards.quality
+run_logged(
+    sm.log[0], train, method, sm.params.detector, list(sm.input.train), list(sm.input.val),
+    Path(sm.output.weights).parent, derive_seed(sm.params.seed, "train", method, quality),
+)
