@@ -18,9 +18,19 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/faces.smk"
+include: "rules/distort.smk"
+include: "rules/train.smk"
+include: "rules/score.smk"
+include: "rules/report.smk"
 
 
 rule all:
+    """Table I with its figures, the operations figure and the stage summaries."""
     input:
+        "results/table1.csv",
+        "results/figures/table1_heatmap.png",
+        "results/figures/operations.png",
         "results/faces/summary.csv",
+        "results/distorted/summary.csv",
     default_target: True
+    localrule: True

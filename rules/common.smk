@@ -53,3 +53,49 @@ def dataset_inputs(wildcards=None):
     if IS_DEMO:
         return [DEMO_MANIFEST]
     return [str(ffpp.splits_dir_of(DATASET) / f"{split}.json") for split in SPLITS]
+
+
+def rule_resources(family):
+    """What a job of `family` ("cpu" or "gpu") asks the batch system for, from
+    config `resources` (config/schema/resources.yaml, docs/cluster.md). Use as
+
+        resources: **rule_resources("gpu")
+
+    Memory grows with each retry (Snakemake's `attempt`) by
+    resources.retry_mem_factor; settings left null are omitted, so the
+    profile's default-resources apply to them."""
+    families = {k: v for k, v in config["resources"].items() if isinstance(v, dict)}
+    if family not in families:
+        raise WorkflowError(f"rule_resources: unknown family '{family}' (config resources has {sorted(families)})")
+    settings = {k: v for k, v in families[family].items() if v is not None}
+    base_mb = settings.pop("mem_mb")
+    factor = config["resources"]["retry_mem_factor"]
+
+    def mem_mb(wildcards, attempt):
+        return int(base_mb * factor ** (attempt - 1))
+
+    return {**settings, "mem_mb": mem_mb}
+
+
+# --- operations: the processed copies of the test set (rules/distort.smk) ---
+import re as _re
+
+from dfrobust.video.operations import expand_operations
+
+try:
+    OPERATIONS = expand_operations(config["operations"])
+except InputError as _error:
+    raise WorkflowError(str(_error)) from None
+OPERATION_PARAMS = {op.name: op.params() for op in OPERATIONS}
+OPERATION_NAMES = list(OPERATION_PARAMS)
+OPERATION_RE = "|".join(_re.escape(name) for name in OPERATION_NAMES)
+BASE_QUALITY = config["operations"]["base_quality"]
+if BASE_QUALITY not in QUALITIES:
+    raise WorkflowError(
+        f"config key 'operations.base_quality': {BASE_QUALITY!r} is not one of dataset.qualities {QUALITIES}"
+    )
+
+
+def distorted_shards(operation, ext="npz"):
+    """The shard files of one processed copy (one per clean test shard)."""
+    return [f"results/distorted/{operation}/shard_{k:03d}.{ext}" for k in range(planned_shards("test"))]

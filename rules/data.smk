@@ -17,6 +17,8 @@ if IS_DEMO:
         benchmark:
             "benchmarks/dataset/demo.tsv"
         threads: 2
+        resources:
+            **rule_resources("cpu"),
         script:
             "../workflow_scripts/build_demo.py"
 
@@ -33,5 +35,6 @@ rule dataset_index:
         dataset=DATASET,
     log:
         "logs/dataset/index.log",
+    localrule: True
     script:
         "../workflow_scripts/dataset_index.py"

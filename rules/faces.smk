@@ -17,6 +17,8 @@ rule extract_faces:
     benchmark:
         "benchmarks/faces/{quality}/{split}/shard_{shard}.tsv"
     threads: 1
+    resources:
+        **rule_resources("cpu"),
     script:
         "../workflow_scripts/extract_faces.py"
 
@@ -29,5 +31,6 @@ rule faces:
         "results/faces/summary.csv",
     log:
         "logs/faces/summary.log",
+    localrule: True
     script:
         "../workflow_scripts/faces_summary.py"

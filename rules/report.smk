@@ -22,6 +22,7 @@ rule table1:
         methods=DETECTOR_NAMES,
     log:
         "logs/report/table1.log",
+    localrule: True
     script:
         "../workflow_scripts/table1.py"
 
@@ -43,5 +44,6 @@ rule figures:
         methods=DETECTOR_NAMES,
     log:
         "logs/report/figures.log",
+    localrule: True
     script:
         "../workflow_scripts/figures.py"

@@ -5,22 +5,17 @@ def _op(op, key, default=None):
     return op.get(key, default) if isinstance(op, dict) else getattr(op, key, default)
 
 
-OPERATION_NAMES = [_op(op, "name") for op in OPERATIONS]
 OPERATION_CELLS = {
     _op(op, "name"): {k: _op(op, k) for k in ("category", "sweep", "level") if _op(op, k) is not None}
     for op in OPERATIONS
 }
 
 
-def distorted_copy(operation):
-    return [f"results/distorted/{operation}/shard_{k:03d}.npz" for k in range(planned_shards("test"))]
-
-
 rule score:
     """Run one trained model on every face of one test copy (one row per frame)."""
     input:
         model="results/models/{method}/{quality}/weights.pt",
-        faces=lambda wc: distorted_copy(wc.operation),
+        faces=lambda wc: distorted_shards(wc.operation),
     output:
         "results/scores/{method}/{quality}/{operation}.csv",
     params:
@@ -31,7 +26,10 @@ rule score:
         "benchmarks/score/{method}/{quality}/{operation}.tsv"
     wildcard_constraints:
         method="|".join(DETECTOR_NAMES) or "none",
+        operation=OPERATION_RE,
     threads: 1
+    resources:
+        **rule_resources("gpu"),
     script:
         "../workflow_scripts/score.py"
 
@@ -51,5 +49,7 @@ rule metrics:
         "logs/metrics/{method}/{quality}/{operation}.log",
     wildcard_constraints:
         method="|".join(DETECTOR_NAMES) or "none",
+        operation=OPERATION_RE,
+    localrule: True
     script:
         "../workflow_scripts/metrics.py"

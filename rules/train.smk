@@ -35,6 +35,8 @@ rule train:
     wildcard_constraints:
         method="|".join(DETECTOR_NAMES) or "none",
     threads: 2
+    resources:
+        **rule_resources("gpu"),
     script:
         "../workflow_scripts/train.py"
 

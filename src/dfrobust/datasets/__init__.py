@@ -1,1 +1,1 @@
-"""Datasets in FaceForensics++ layout: the index of real FF++ copies and the embedded demo."""
+"""Datasets: the FaceForensics++ layout and the embedded demo dataset that mimics it."""

@@ -1,0 +1,97 @@
+# Processed copies of the test set: every operation applied to the whole stream
+# of every test video of the base quality; faces cropped from the frames the
+# test protocol samples (the clean test faces' frames).
+#
+# Default (operations.one_decode: false): one job per (operation, shard) whose
+# params hold only that operation's resolved config, so adding or editing an
+# operation reruns exactly its own jobs. one_decode: true: one job per shard
+# decodes each video once for all operations (less total work; any operation
+# change reruns them all).
+
+BASE_TEST_FACES = f"results/faces/{BASE_QUALITY}/test/shard_{{shard}}.npz"
+
+
+if config["operations"]["one_decode"]:
+
+    rule distort_shard_all:
+        """Every operation on one shard, each video decoded once (split into one branch per operation)."""
+        input:
+            faces=BASE_TEST_FACES,
+            index="results/dataset/index.csv",
+        output:
+            npz=[f"results/distorted/{name}/shard_{{shard}}.npz" for name in OPERATION_NAMES],
+            json=[f"results/distorted/{name}/shard_{{shard}}.json" for name in OPERATION_NAMES],
+        params:
+            operations=list(OPERATION_PARAMS.values()),
+            faces=FACES,
+            ffmpeg=config["ffmpeg"],
+        log:
+            "logs/distorted/one_decode/shard_{shard}.log",
+        benchmark:
+            "benchmarks/distorted/one_decode/shard_{shard}.tsv"
+        threads: 1
+        resources:
+            **rule_resources("cpu"),
+        script:
+            "../workflow_scripts/distort_copy.py"
+
+else:
+
+    rule distort_copy:
+        """One operation on one shard of the clean test faces (same videos, frames and boxes)."""
+        input:
+            faces=BASE_TEST_FACES,
+            index="results/dataset/index.csv",
+        output:
+            npz="results/distorted/{operation}/shard_{shard}.npz",
+            json="results/distorted/{operation}/shard_{shard}.json",
+        params:
+            operation=lambda wc: OPERATION_PARAMS[wc.operation],
+            faces=FACES,
+            ffmpeg=config["ffmpeg"],
+        wildcard_constraints:
+            operation=OPERATION_RE,
+        log:
+            "logs/distorted/{operation}/shard_{shard}.log",
+        benchmark:
+            "benchmarks/distorted/{operation}/shard_{shard}.tsv"
+        threads: 1
+        resources:
+            **rule_resources("cpu"),
+        script:
+            "../workflow_scripts/distort_copy.py"
+
+
+rule distorted:
+    """All processed copies: one row per (operation, video), and the operations in column order."""
+    input:
+        [path for name in OPERATION_NAMES for path in distorted_shards(name, "json")],
+    output:
+        summary="results/distorted/summary.csv",
+        operations="results/distorted/operations.csv",
+    params:
+        operations=OPERATION_NAMES,
+    log:
+        "logs/distorted/summary.log",
+    localrule: True
+    script:
+        "../workflow_scripts/distorted_summary.py"
+
+
+rule operations_figure:
+    """The same test frame under every operation in a labelled grid (the paper's Fig. 1)."""
+    input:
+        faces=BASE_TEST_FACES.format(shard="000"),
+        index="results/dataset/index.csv",
+    output:
+        "results/figures/operations.png",
+    params:
+        operations=list(OPERATION_PARAMS.values()),
+        ffmpeg=config["ffmpeg"],
+    log:
+        "logs/figures/operations.log",
+    benchmark:
+        "benchmarks/figures/operations.tsv"
+    localrule: True
+    script:
+        "../workflow_scripts/operations_figure.py"

@@ -1,0 +1,229 @@
+"""What every detector shares: preprocessing, the fake-probability interface,
+weight loading, and the default way training batches are formed.
+
+A detector is an `nn.Module` built from its resolved config block. It sees
+faces as uint8 NCHW tensors already resized to `input_size` (see
+`resize_crops`, used both for training and for scoring so the two never
+differ), normalises them itself, and defines its own loss and its own
+training data (which faces, how real and fake are balanced, what is made on
+the fly).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from dfrobust.errors import InputError
+
+
+def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """Square uint8 RGB crops (n, S, S, 3) -> (n, size, size, 3).
+
+    Area interpolation when shrinking (no aliasing), bilinear when enlarging.
+    The single resize used for training and scoring.
+    """
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.shape[1] != crops.shape[2]:
+        raise ValueError(f"expected square RGB crops (n, S, S, 3), got shape {crops.shape}")
+    if crops.dtype != np.uint8:
+        raise ValueError(f"expected uint8 crops, got {crops.dtype}")
+    if crops.shape[1] == size:
+        return crops
+    interp = cv2.INTER_AREA if crops.shape[1] > size else cv2.INTER_LINEAR
+    out = np.empty((len(crops), size, size, 3), np.uint8)
+    for i, crop in enumerate(crops):
+        out[i] = cv2.resize(crop, (size, size), interpolation=interp)
+    return out
+
+
+def to_tensor(crops: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC numpy -> uint8 NCHW tensor (a copy: crops may be a read-only memory map)."""
+    return torch.from_numpy(np.array(crops, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_weights_file(module: nn.Module, path: str | Path, key: str) -> str:
+    """Load a local state-dict file into `module`, keeping only matching tensors.
+
+    Tensors whose name or shape do not match (typically a 1000-class ImageNet
+    head where the detector has 2 classes) are skipped, as timm does for
+    pretrained heads. Fails when nothing matches: that is the wrong file.
+    Returns a one-line report for the training log.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config key '{key}': weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise InputError(f"{path}: cannot read weights ({err})") from err
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: not a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    own = module.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise InputError(f"{path}: no tensor matches the {type(module).__name__} backbone (wrong file?)")
+    module.load_state_dict(matched, strict=False)
+    skipped = sorted(set(state) - set(matched))
+    missing = sorted(set(own) - set(matched))
+    return (f"loaded {len(matched)} tensors from {path}; skipped {len(skipped)} {skipped[:4]}; "
+            f"kept {len(missing)} initialised {missing[:4]}")
+
+
+def cat_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items are (images (k,3,H,W) uint8, labels (k,)); a batch is their concatenation."""
+    images, labels = zip(*batch)
+    return torch.cat(images), torch.cat(labels)
+
+
+class PoolFaces(Dataset):
+    """Every face of a pool once, in order (validation)."""
+
+    images_per_item = 1
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def __getitem__(self, i: int):
+        return to_tensor(self.pool.crops[i : i + 1]), torch.tensor([int(self.pool.labels[i])])
+
+
+class BalancedFaces(Dataset):
+    """One epoch of training faces, classes drawn equally often.
+
+    FF++ has four fakes per real, so without balancing a detector can reach
+    a low loss by leaning to "fake". As with a class-weighted sampler, the
+    epoch has as many draws as the pool has faces, half from each class;
+    within a class faces are drawn without replacement, cycling through
+    fresh permutations when a class is short. The order depends only on
+    `seed`, so an epoch is the same with any number of loader workers.
+    """
+
+    images_per_item = 1
+
+    def __init__(self, pool, seed: int, balanced: bool = True):
+        self.pool = pool
+        rng = np.random.default_rng(seed)
+        labels = np.asarray(pool.labels)
+        classes = np.unique(labels)
+        if not balanced or len(classes) < 2:
+            self.order = rng.permutation(len(labels))
+            return
+        per_class = len(labels) // len(classes)
+        draws = []
+        for c in classes:
+            idx = np.flatnonzero(labels == c)
+            reps = -(-per_class // len(idx))
+            draws.append(np.concatenate([rng.permutation(idx) for _ in range(reps)])[:per_class])
+        self.order = rng.permutation(np.concatenate(draws))
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int):
+        j = int(self.order[i])
+        return to_tensor(self.pool.crops[j : j + 1]), torch.tensor([int(self.pool.labels[j])])
+
+
+class Detector(nn.Module):
+    """Base class: a binary real/fake classifier of face crops.
+
+    Subclasses set `defaults` (the paper's settings; the config block
+    overrides them) and implement `forward`, `loss` and `proba`. The split
+    keeps the interface open for models that are not plain classifiers
+    (capsules today, sequence models later): the training loop only calls
+    `preprocess`, `forward`, `loss`, `proba` and the two dataset hooks.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: labels of the training faces the method reads (SBI: reals only)
+    train_labels: ClassVar[tuple[int, ...]] = (0, 1)
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.cfg = cfg
+        self.input_size = int(cfg["input_size"])
+        self.weights_report = ""
+        # mean/std on the 0..255 scale: x_norm = (x - 255 mean) / (255 std)
+        self.register_buffer("_mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("_std", torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
+
+    # -- model -------------------------------------------------------------
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW at input_size -> normalised float NCHW on the model's device."""
+        if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
+            raise ValueError(f"{self.name}: expected {self.input_size}px faces, got {tuple(images.shape)}")
+        images = images.to(self._mean.device, non_blocking=True)
+        return (images.float() - self._mean) / self._std
+
+    def loss(self, output: Any, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def proba(self, output: Any) -> torch.Tensor:
+        """Fake probability per face, shape (B,), from the output of forward."""
+        raise NotImplementedError
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake probability per face of a normalised batch (no_grad is the caller's)."""
+        return self.proba(self(x))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- data --------------------------------------------------------------
+    @property
+    def val_labels(self) -> tuple[int, ...]:
+        """Labels of the validation faces the method reads."""
+        return (0, 1)
+
+    def train_dataset(self, pool, seed: int) -> Dataset:
+        """One epoch of training items; `seed` is the epoch's own seed."""
+        return BalancedFaces(pool, seed, balanced=bool(self.cfg.get("balanced", True)))
+
+    def val_dataset(self, pool, seed: int) -> Dataset:
+        """The fixed validation set (same every epoch); `seed` is the run's validation seed."""
+        return PoolFaces(pool)
+
+
+class TimmClassifier(Detector):
+    """A timm image classifier with a 2-class head and cross-entropy loss."""
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__(cfg)
+        import timm
+
+        pretrained = cfg["pretrained"]
+        kwargs = {"num_classes": 2, "drop_rate": float(cfg.get("drop_rate", 0.0))}
+        if cfg.get("drop_path_rate"):
+            kwargs["drop_path_rate"] = float(cfg["drop_path_rate"])
+        self.net = timm.create_model(cfg["backbone"], pretrained=pretrained is True, **kwargs)
+        head = self.net.get_classifier()
+        if isinstance(head, nn.Linear):
+            # PyTorch's default init of a new head, as the FF++ and SBI codes had
+            # (timm's EfficientNet init gives a 2-class head logits in the tens)
+            head.reset_parameters()
+        if isinstance(pretrained, str):
+            self.weights_report = load_weights_file(self.net, pretrained, f"detectors.{self.name}.pretrained")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(output, labels)
+
+    def proba(self, output: torch.Tensor) -> torch.Tensor:
+        return output.softmax(dim=1)[:, 1]

@@ -1,0 +1,111 @@
+"""Training and validation faces: a fixed number of frames per video, read
+once from the face shards, resized to the detector's input size and kept in
+a memory-mapped file.
+
+FF++ at the paper's settings is ~360k training faces (~100 GB at 299 px),
+too much for memory but cheap to page from local disk; the demo's few
+hundred faces simply stay in the page cache. The file lives in a temporary
+directory ($TMPDIR, node-local on most clusters) for the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from dfrobust.detectors.base import resize_crops
+from dfrobust.errors import InputError
+from dfrobust.faces.store import FaceShard
+
+
+def pick_frames(n: int, k: int) -> np.ndarray:
+    """k indices spread evenly over n faces (all of them when k >= n)."""
+    if k >= n:
+        return np.arange(n)
+    if k == 1:
+        return np.array([n // 2])
+    return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
+
+
+@dataclass
+class FacePool:
+    """Faces of many videos, one row per face.
+
+    crops:       (N, S, S, 3) uint8 RGB at the detector's input size (memory-mapped)
+    landmarks:   (N, 68, 2) float32, pixels of the resized crop
+    labels:      (N,) int64, 0 real / 1 fake
+    video_index: (N,) row of `videos` each face comes from
+    videos:      one dict per video: video_id, manipulation, label, n_faces
+    """
+
+    crops: np.ndarray
+    landmarks: np.ndarray
+    labels: np.ndarray
+    video_index: np.ndarray
+    videos: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def summary(self) -> dict:
+        """Counts for hparams.json and the log."""
+        labels = np.asarray(self.labels)
+        video_labels = np.array([v["label"] for v in self.videos])
+        return {
+            "faces": int(len(labels)),
+            "real_faces": int((labels == 0).sum()),
+            "fake_faces": int((labels == 1).sum()),
+            "videos": len(self.videos),
+            "real_videos": int((video_labels == 0).sum()),
+            "fake_videos": int((video_labels == 1).sum()),
+        }
+
+
+def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, labels: Sequence[int],
+               workdir: str | Path, name: str, log: Callable[[str], None] = print) -> FacePool:
+    """Read `frames_per_video` faces of every video with one of `labels` from `shards`.
+
+    Each video is decompressed once; videos of other labels are not read
+    (SBI trains on reals only). Fails with the shard names when no face
+    is left.
+    """
+    shards = [Path(s) for s in shards]
+    if not shards:
+        raise InputError(f"{name}: no face shards given")
+    for path in shards:
+        if not path.is_file() or not path.with_suffix(".json").is_file():
+            raise InputError(f"{path}: face shard (or its .json) does not exist")
+    raw = Path(workdir) / f"{name}.u8"
+    landmarks, labels_out, video_index, videos = [], [], [], []
+    with open(raw, "wb") as fh:
+        for path in shards:
+            shard = FaceShard(path)
+            for video_id in shard.video_ids:
+                if int(shard.meta(video_id)["label"]) not in labels:
+                    continue
+                rec = shard.read(video_id)
+                if rec.n_faces == 0:
+                    continue
+                idx = pick_frames(rec.n_faces, frames_per_video)
+                scale = size / rec.crops.shape[1]
+                fh.write(np.ascontiguousarray(resize_crops(rec.crops[idx], size)).tobytes())
+                landmarks.append(rec.landmarks[idx].astype(np.float32) * scale)
+                labels_out.append(np.full(len(idx), rec.label, np.int64))
+                video_index.append(np.full(len(idx), len(videos), np.int64))
+                videos.append({"video_id": rec.video_id, "manipulation": rec.manipulation,
+                               "label": rec.label, "n_faces": int(len(idx)), "shard": str(path)})
+    if not videos:
+        raise InputError(f"{name}: no faces with label(s) {list(labels)} in {', '.join(map(str, shards))}")
+    n = int(sum(len(x) for x in labels_out))
+    pool = FacePool(
+        crops=np.memmap(raw, dtype=np.uint8, mode="r", shape=(n, size, size, 3)),
+        landmarks=np.concatenate(landmarks), labels=np.concatenate(labels_out),
+        video_index=np.concatenate(video_index), videos=videos,
+    )
+    s = pool.summary()
+    log(f"{name}: {s['faces']} faces ({s['real_faces']} real, {s['fake_faces']} fake) "
+        f"from {s['videos']} videos at {size}px")
+    return pool

@@ -1,0 +1,206 @@
+"""Train one detector on face shards, choose its epoch on the validation split.
+
+    train("xception", cfg, train_shards, val_shards, "results/models/xception/c23", seed)
+
+writes to out_dir, each file atomically:
+    weights.pt     the model of the epoch with the best validation AUC
+    hparams.json   resolved hyper-parameters, seed, device, library versions, data counts
+    log.csv        one row per epoch (rewritten after every epoch)
+    curve.png      losses and validation AUC per epoch
+    checkpoint.pt  rewritten after every epoch; a restarted run resumes from it and
+                   ends with the same weights as an uninterrupted one
+
+The test split is never an argument: selection cannot see it.
+Note for the workflow: Snakemake deletes a job's declared outputs before
+running it, so checkpoint.pt must not be a declared output (nor the model
+directory as a whole) for a restarted job to find it.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dfrobust.detectors.base import Detector, cat_collate
+from dfrobust.detectors.inference import pick_device, save_weights
+from dfrobust.detectors.registry import build_detector, resolve_config
+from dfrobust.errors import InputError
+from dfrobust.io import write_json
+from dfrobust.seeding import derive_seed, seed_everything
+from dfrobust.training.checkpoint import fingerprint, load_checkpoint, restore, save_checkpoint
+from dfrobust.training.data import build_pool
+from dfrobust.training.logbook import plot_curve, write_log
+from dfrobust.training.optim import build_optimizer, build_scheduler
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or a validation score) became NaN or infinite."""
+
+
+def train_step(detector: Detector, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+               labels: torch.Tensor, where: str = "") -> float:
+    """One optimiser step on a batch of uint8 faces; returns the batch loss.
+
+    The closure form serves every optimiser (SAM calls it twice). A
+    non-finite loss stops training before it reaches the weights.
+    """
+    x = detector.preprocess(images)
+    y = labels.to(x.device, non_blocking=True)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = detector.loss(detector(x), y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"{detector.name}: training loss is {loss.item()} at {where}")
+        loss.backward()
+        return loss
+
+    return float(optimizer.step(closure).detach())
+
+
+def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
+    """(mean loss, fake probabilities, labels) over a loader, in eval mode."""
+    detector.eval()
+    total, probs, labels = 0.0, [], []
+    with torch.inference_mode():
+        for images, y in loader:
+            x = detector.preprocess(images)
+            y = y.to(x.device)
+            out = detector(x)
+            total += float(detector.loss(out, y)) * len(y)
+            probs.append(detector.proba(out).float().cpu().numpy())
+            labels.append(y.cpu().numpy())
+    probs_all, labels_all = np.concatenate(probs), np.concatenate(labels)
+    return total / len(labels_all), probs_all, labels_all
+
+
+def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val_shards: Sequence[str | Path],
+          out_dir: str | Path, seed: int, device: str | None = None, log: Callable[[str], None] = print,
+          num_workers: int = 0) -> dict:
+    """Train `method` with its config block `cfg`; see the module docstring for outputs.
+
+    num_workers: data-loader processes (0 = in the main process). Every
+    sample draws from its own seeded generator, so the result does not
+    depend on it.
+    Returns a summary: selected_epoch, best_val_auc, epochs, resumed_after.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_shards, val_shards = [Path(p) for p in train_shards], [Path(p) for p in val_shards]
+    for path in train_shards + val_shards:
+        if not path.is_file() or not path.with_suffix(".json").is_file():
+            raise InputError(f"{path}: face shard (or its .json) does not exist")
+    resolved = resolve_config(method, cfg)
+    epochs, batch = int(resolved["epochs"]), int(resolved["batch_size"])
+    if epochs < 1 or batch < 2:
+        raise InputError(f"config key 'detectors.{method}': epochs must be >= 1 and batch_size >= 2")
+    dev = pick_device(device)
+
+    seed_everything(seed)
+    detector = build_detector(method, resolved).to(dev)
+    if detector.weights_report:
+        log(f"{method}: {detector.weights_report}")
+    optimizer = build_optimizer(detector.trainable_parameters(), resolved["optimizer"], f"detectors.{method}.optimizer")
+    scheduler = build_scheduler(optimizer, resolved["lr_schedule"], epochs, f"detectors.{method}.lr_schedule")
+    fp = fingerprint(method, resolved, seed, train_shards, val_shards)
+    blob, why = load_checkpoint(out_dir / "checkpoint.pt", fp)
+    if blob is not None or (out_dir / "checkpoint.pt").exists():
+        log(f"{method}: {why}")
+
+    with tempfile.TemporaryDirectory(prefix="dfrobust-train-") as tmp:
+        size = detector.input_size
+        train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), size, detector.train_labels, tmp, "train", log)
+        val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), size, detector.val_labels, tmp, "val", log)
+        if len(detector.val_labels) > 1 and len(np.unique(val_pool.labels)) < 2:
+            raise InputError(f"validation faces have one class only ({', '.join(map(str, val_shards))}): no AUC to select on")
+        val_ds = detector.val_dataset(val_pool, derive_seed(seed, "val"))
+        val_loader = DataLoader(val_ds, batch_size=max(1, batch // val_ds.images_per_item), shuffle=False,
+                                collate_fn=cat_collate, num_workers=num_workers)
+
+        start, best, rows = 0, {"epoch": 0, "val_auc": -math.inf, "state_dict": None}, []
+        if blob is not None:
+            restore(blob, detector, optimizer, scheduler)
+            start, best, rows = blob["epoch"], blob["best"], blob["rows"]
+        for epoch in range(start + 1, epochs + 1):
+            row = _run_epoch(detector, optimizer, scheduler, train_pool, val_loader, epoch, epochs, seed, batch, num_workers)
+            row["resumed"] = int(epoch == start + 1 and start > 0)
+            rows.append(row)
+            if row["val_auc"] > best["val_auc"]:
+                best = {"epoch": epoch, "val_auc": row["val_auc"],
+                        "state_dict": {k: v.detach().cpu().clone() for k, v in detector.state_dict().items()}}
+            save_checkpoint(out_dir / "checkpoint.pt", fingerprint=fp, epoch=epoch, model=detector,
+                            optimizer=optimizer, scheduler=scheduler, best=best, rows=rows)
+            write_log(out_dir / "log.csv", rows)
+            log(f"{method} epoch {epoch}/{epochs}: train_loss={row['train_loss']:.4f} val_loss={row['val_loss']:.4f} "
+                f"val_auc={row['val_auc']:.4f} lr={row['lr']:.3g} ({row['seconds']:.1f} s, {row['images_per_s']:.1f} img/s)"
+                + (" [resumed]" if row["resumed"] else ""))
+        summaries = {"train": train_pool.summary(), "val": val_pool.summary()}
+    resumed_after = [r["epoch"] - 1 for r in rows if r["resumed"]]
+
+    save_weights(out_dir / "weights.pt", detector, best["state_dict"], best["epoch"], best["val_auc"])
+    write_log(out_dir / "log.csv", rows)
+    plot_curve(out_dir / "curve.png", rows, best["epoch"], f"{method} ({out_dir.name})")
+    summary = {"selected_epoch": best["epoch"], "best_val_auc": best["val_auc"], "epochs": epochs,
+               "resumed_after": resumed_after}
+    write_json(out_dir / "hparams.json", _hparams(method, resolved, seed, dev, num_workers, train_shards, val_shards, summaries, summary))
+    log(f"{method}: selected epoch {best['epoch']} (validation AUC {best['val_auc']:.4f}) -> {out_dir / 'weights.pt'}")
+    return summary
+
+
+def _run_epoch(detector, optimizer, scheduler, pool, val_loader, epoch, epochs, seed, batch, num_workers) -> dict:
+    t0 = time.perf_counter()
+    detector.train()
+    ds = detector.train_dataset(pool, derive_seed(seed, "train", epoch))
+    items = min(max(1, batch // ds.images_per_item), len(ds))
+    if items * ds.images_per_item < 2:
+        raise InputError(f"{detector.name}: too few training faces for a batch ({len(ds)} items)")
+    loader = DataLoader(ds, batch_size=items, shuffle=False, drop_last=True, collate_fn=cat_collate, num_workers=num_workers)
+    lr = float(optimizer.param_groups[0]["lr"])
+    losses, n_images = [], 0
+    for step, (images, labels) in enumerate(tqdm(loader, desc=f"{detector.name} epoch {epoch}/{epochs}",
+                                                 disable=None, leave=False, mininterval=10), start=1):
+        losses.append(train_step(detector, optimizer, images, labels, f"epoch {epoch}, step {step}"))
+        n_images += len(labels)
+    train_seconds = time.perf_counter() - t0
+    scheduler.step()
+    val_loss, probs, labels = evaluate(detector, val_loader)
+    if not np.isfinite(probs).all() or not math.isfinite(val_loss):
+        raise TrainingDiverged(f"{detector.name}: non-finite validation output after epoch {epoch}")
+    return {
+        "epoch": epoch,
+        "train_loss": float(np.mean(losses)),
+        "val_loss": val_loss,
+        "val_auc": float(roc_auc_score(labels, probs)),
+        "lr": lr,
+        "seconds": time.perf_counter() - t0,
+        "images_per_s": n_images / train_seconds if train_seconds > 0 else float("nan"),
+    }
+
+
+def _hparams(method, resolved, seed, dev, num_workers, train_shards, val_shards, data, summary) -> dict:
+    from dfrobust.provenance import code_version, library_versions
+
+    return {
+        "method": method,
+        "config": resolved,
+        "seed": seed,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "num_workers": num_workers,
+        "versions": {"python": platform.python_version(), "dfrobust": code_version(), **library_versions()},
+        "train_shards": [str(p) for p in train_shards],
+        "val_shards": [str(p) for p in val_shards],
+        "data": data,
+        **summary,
+    }

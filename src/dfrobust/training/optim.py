@@ -1,0 +1,61 @@
+"""Optimisers and learning-rate schedules from a detector's config block."""
+
+from __future__ import annotations
+
+import torch
+
+from dfrobust.errors import InputError
+from dfrobust.training.sam import SAM
+
+_BASE = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+
+
+def _kwargs(name: str, cfg: dict) -> dict:
+    if name == "adam":
+        return {"lr": float(cfg["lr"]), "betas": tuple(float(b) for b in cfg["betas"]), "weight_decay": float(cfg["weight_decay"])}
+    return {"lr": float(cfg["lr"]), "momentum": float(cfg["momentum"]), "weight_decay": float(cfg["weight_decay"])}
+
+
+def build_optimizer(params, cfg: dict, where: str = "optimizer") -> torch.optim.Optimizer:
+    """adam | sgd | sam (over `base`: sgd or adam)."""
+    name = cfg["name"]
+    if name in _BASE:
+        return _BASE[name](params, **_kwargs(name, cfg))
+    if name == "sam":
+        base = cfg["base"]
+        if base not in _BASE:
+            raise InputError(f"config key '{where}.base': expected sgd or adam, got {base!r}")
+        return SAM(params, _BASE[base], rho=float(cfg["rho"]), **_kwargs(base, cfg))
+    raise InputError(f"config key '{where}.name': expected adam, sgd or sam, got {name!r}")
+
+
+class LinearDecay:
+    """Learning-rate factor after `epoch` scheduler steps: 1 until
+    int(decay_start * epochs), then linearly down towards 0 at `epochs`
+    (SBI's LinearDecayLR). A class, not a lambda, so its state pickles."""
+
+    def __init__(self, epochs: int, decay_start: float):
+        self.epochs = int(epochs)
+        self.start = int(self.epochs * float(decay_start))
+
+    def __call__(self, epoch: int) -> float:
+        if epoch <= self.start or self.epochs <= self.start:
+            return 1.0
+        return 1.0 - (epoch - self.start) / (self.epochs - self.start)
+
+
+class Constant:
+    def __call__(self, epoch: int) -> float:
+        return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int, where: str = "lr_schedule"):
+    """A per-epoch LambdaLR: constant | linear_decay."""
+    name = cfg["name"]
+    if name == "constant":
+        factor = Constant()
+    elif name == "linear_decay":
+        factor = LinearDecay(epochs, cfg["decay_start"])
+    else:
+        raise InputError(f"config key '{where}.name': expected constant or linear_decay, got {name!r}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Stop what tests/slurm/start_cluster.sh started: each daemon by the PID it
+# recorded in STATE_DIR (default /tmp/dfrobust-slurm), and remove the
+# configuration it wrote. Jobs still in the queue are cancelled first.
+set -uo pipefail
+
+STATE=${1:-/tmp/dfrobust-slurm}
+
+stop() {   # stop NAME: TERM the PID in $STATE/NAME.pid, then KILL if it lingers
+    local file="$STATE/$1.pid" pid
+    [ -f "$file" ] || return 0
+    pid=$(cat "$file")
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+        echo "stop_cluster: stopped $1 ($pid)"
+    fi
+    rm -f "$file"
+}
+
+# jobs still queued or running are cancelled first (they would outlive slurmd)
+if [ -f "$STATE/slurmctld.pid" ] && kill -0 "$(cat "$STATE/slurmctld.pid")" 2>/dev/null; then
+    jobs=$(squeue -h -o %i 2>/dev/null)
+    if [ -n "$jobs" ]; then
+        scancel $jobs
+        for _ in $(seq 30); do [ -z "$(squeue -h -t PD,R,CG -o %i 2>/dev/null)" ] && break; sleep 1; done
+    fi
+fi
+stop slurmd
+stop slurmctld
+stop munged
+# the configuration start_cluster.sh wrote (never one it did not write)
+for conf in /etc/slurm/slurm.conf /etc/slurm/gres.conf; do
+    if [ -f "$conf" ] && grep -qF "written by dfrobust tests/slurm/start_cluster.sh" "$conf"; then
+        rm -f "$conf"
+    fi
+done
+exit 0

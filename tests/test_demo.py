@@ -1,0 +1,213 @@
+"""The embedded demo dataset: FF++ layout, decodable videos, detectable faces,
+fakes that only touch the face, and byte-identical rebuilds from a seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from dfrobust.datasets import demo
+from dfrobust.errors import InputError
+from dfrobust.faces.detect import DlibHogDetector
+from dfrobust.io import sha256_file
+from dfrobust.video.ffmpeg import even_sample, probe, read_frames
+
+TINY = {"pairs": {"train": 2, "val": 1, "test": 1}, "n_frames": 12, "workers": 2}
+SMALL = {
+    "pairs": {"train": 1, "val": 1, "test": 1},
+    "n_frames": 6,
+    "qualities": ["raw", "c40"],
+    "methods": ["Deepfakes", "FaceSwap"],
+}
+SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema" / "demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    manifest = demo.build_demo(root, TINY, seed=3, progress=False)
+    return root, manifest
+
+
+def all_videos(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.mp4"))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def test_layout_and_splits(tiny):
+    root, manifest = tiny
+    splits = {s: json.loads((root / f"{s}.json").read_text()) for s in demo.SPLITS}
+    assert {s: len(p) for s, p in splits.items()} == TINY["pairs"]
+    ids = [vid for pairs in splits.values() for pair in pairs for vid in pair]
+    assert all(isinstance(v, str) and len(v) == 3 and v.isdigit() for v in ids)
+    assert len(ids) == len(set(ids)) == 2 * sum(TINY["pairs"].values())  # each id in exactly one pair
+
+    originals = {p.stem for p in (root / "original_sequences/youtube/raw/videos").glob("*.mp4")}
+    assert originals == set(ids)
+    expected = set()
+    for pairs in splits.values():
+        for a, b in pairs:
+            for quality in ("raw", "c23", "c40"):
+                expected |= {f"original_sequences/youtube/{quality}/videos/{v}.mp4" for v in (a, b)}
+                for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+                    base = f"manipulated_sequences/{method}/{quality}/videos"
+                    expected |= {f"{base}/{a}_{b}.mp4", f"{base}/{b}_{a}.mp4"}
+    assert {p.relative_to(root).as_posix() for p in all_videos(root)} == expected
+    assert len(expected) == 3 * 8 * 5
+
+
+def test_manifest_lists_every_file_and_is_written_last(tiny):
+    root, manifest = tiny
+    on_disk = json.loads((root / demo.MANIFEST).read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    assert on_disk["seed"] == 3 and on_disk["config"] == demo.resolve_config(TINY)
+    assert on_disk["ffmpeg"].startswith("ffmpeg version")
+    listed = {f["path"]: f for f in on_disk["files"]}
+    assert set(listed) == {p.relative_to(root).as_posix() for p in all_videos(root)} | {"train.json", "val.json", "test.json"}
+    for rel, entry in listed.items():
+        assert sha256_file(root / rel) == entry["sha256"], rel
+    last = (root / demo.MANIFEST).stat().st_mtime_ns
+    assert all((root / rel).stat().st_mtime_ns <= last for rel in listed)
+    assert len(on_disk["identities"]) == 2 * sum(TINY["pairs"].values())
+
+
+def test_every_video_decodes_with_configured_size(tiny):
+    root, _ = tiny
+    cfg = demo.resolve_config(TINY)
+    for path in all_videos(root):
+        info = probe(path)
+        assert (info.n_frames, info.width, info.height, info.codec) == (cfg["n_frames"], cfg["width"], cfg["height"], "h264"), path
+    frames = read_frames(all_videos(root)[0])
+    assert frames.shape == (cfg["n_frames"], cfg["height"], cfg["width"], 3)
+
+
+def test_raw_is_lossless_relative_to_c23_and_c40(tiny):
+    root, _ = tiny
+    fake = sorted((root / "manipulated_sequences/FaceSwap/raw/videos").glob("*.mp4"))[0].name
+    for rel in ("original_sequences/youtube/{q}/videos/000.mp4", f"manipulated_sequences/FaceSwap/{{q}}/videos/{fake}"):
+        paths = {q: root / rel.format(q=q) for q in ("raw", "c23", "c40")}
+        frames = {q: read_frames(p) for q, p in paths.items()}
+        p23, p40 = psnr(frames["raw"], frames["c23"]), psnr(frames["raw"], frames["c40"])
+        assert p23 > 30 and p23 > p40 + 3, (rel, p23, p40)
+        sizes = [paths[q].stat().st_size for q in ("raw", "c23", "c40")]
+        assert sizes[0] > 5 * sizes[1] and sizes[1] > sizes[2], (rel, sizes)
+
+
+def test_faces_detected_by_dlib_hog_without_upsampling(tiny):
+    root, _ = tiny
+    detector = DlibHogDetector(upsample=0)
+    sample = sorted(root.glob("original_sequences/youtube/*/videos/*.mp4"))[::2]
+    for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+        sample += sorted(root.glob(f"manipulated_sequences/{method}/*/videos/*.mp4"))[::5]
+    for path in sample:
+        frames = read_frames(path, even_sample(demo.resolve_config(TINY)["n_frames"], 6))
+        found = np.mean([len(detector.detect(f)[0]) > 0 for f in frames])
+        assert found >= 0.95, (path, found)
+
+
+def test_fakes_differ_from_target_only_around_the_face(tiny):
+    root, _ = tiny
+    detector = DlibHogDetector(upsample=0)
+    for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+        fake_path = sorted((root / f"manipulated_sequences/{method}/raw/videos").glob("*.mp4"))[0]
+        target = fake_path.stem.split("_")[0]
+        fake = read_frames(fake_path).astype(np.int16)
+        real = read_frames(root / f"original_sequences/youtube/raw/videos/{target}.mp4").astype(np.int16)
+        assert fake.shape == real.shape
+        diff = np.abs(fake - real).mean(axis=3)
+        for i in (0, len(fake) // 2, len(fake) - 1):
+            boxes, _ = detector.detect(real[i].astype(np.uint8))
+            x0, y0, x1, y1 = boxes[0]
+            w, h = x1 - x0, y1 - y0
+            face = np.zeros(diff.shape[1:], bool)
+            face[max(int(y0 - 0.5 * h), 0) : int(y1 + 0.4 * h), max(int(x0 - 0.4 * w), 0) : int(x1 + 0.4 * w)] = True
+            assert diff[i][~face].mean() < 0.5, (method, i, diff[i][~face].mean())
+            assert diff[i][face].mean() > 1.0, (method, i, diff[i][face].mean())
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
+    one = demo.build_demo(tmp_path / "a", {**SMALL, "workers": 2}, seed=7, progress=False)
+    two = demo.build_demo(tmp_path / "b", {**SMALL, "workers": 1}, seed=7, progress=False)
+    other = demo.build_demo(tmp_path / "c", {**SMALL, "workers": 2}, seed=8, progress=False)
+    assert one["files"] == two["files"]  # paths, sizes and hashes; the worker count does not matter
+    for entry in one["files"]:
+        assert (tmp_path / "a" / entry["path"]).read_bytes() == (tmp_path / "b" / entry["path"]).read_bytes()
+    hashes = {f["path"]: f["sha256"] for f in other["files"] if f["path"].endswith(".mp4")}
+    same_name = [f for f in one["files"] if f["path"] in hashes]
+    assert same_name and all(hashes[f["path"]] != f["sha256"] for f in same_name)
+
+
+def test_rebuild_replaces_stale_videos(tmp_path):
+    small = {**SMALL, "n_frames": 4, "qualities": ["raw"], "workers": 1}
+    demo.build_demo(tmp_path, {**small, "methods": ["FaceSwap"]}, seed=1, progress=False)
+    assert list((tmp_path / "manipulated_sequences/FaceSwap/raw/videos").glob("*.mp4"))
+    manifest = demo.build_demo(tmp_path, {**small, "methods": ["Deepfakes"]}, seed=1, progress=False)
+    assert not list((tmp_path / "manipulated_sequences/FaceSwap").rglob("*.mp4"))
+    assert {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.mp4")} == {
+        f["path"] for f in manifest["files"] if f["path"].endswith(".mp4")
+    }
+
+
+def test_refuses_to_overwrite_a_dataset_it_did_not_make(tmp_path):
+    video = tmp_path / "original_sequences/youtube/raw/videos/000.mp4"
+    video.parent.mkdir(parents=True)
+    video.write_bytes(b"real FF++ video")
+    with pytest.raises(InputError, match="did not make"):
+        demo.build_demo(tmp_path, SMALL, seed=1, progress=False)
+    assert video.read_bytes() == b"real FF++ video"
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"colour": 1}, "unknown key"),
+        ({"width": 321}, "demo.width"),
+        ({"height": 120}, "demo.face_size"),
+        ({"methods": ["DeepFakes"]}, "demo.methods"),
+        ({"qualities": []}, "demo.qualities"),
+        ({"n_frames": "48"}, "demo.n_frames"),
+        ({"pairs": {"train": 0}}, "demo.pairs"),
+        ({"preset": "fastest"}, "demo.preset"),
+        ({"noise": [3, 1]}, "demo.noise"),
+    ],
+)
+def test_bad_config_names_the_key(cfg, message):
+    with pytest.raises(InputError, match=message):
+        demo.resolve_config(cfg)
+
+
+def test_photo_without_a_face_is_a_clear_error(tmp_path):
+    from dfrobust.datasets.demo_identities import load_photo
+
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(InputError, match="no face found"):
+        load_photo("wall", blank)
+    with pytest.raises(InputError, match="missing or not an image"):
+        load_photo("nothing", tmp_path / "nothing.png")
+
+
+def test_schema_defaults_match_the_code():
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(demo.DEFAULTS)
+    for key, prop in schema["properties"].items():
+        assert prop["description"] and "default" in prop, key
+        assert prop["default"] == demo.DEFAULTS[key], key
+    for key, prop in schema["properties"]["pairs"]["properties"].items():
+        assert prop["description"] and prop["default"] == demo.DEFAULTS["pairs"][key]
+    jsonschema.validate(demo.DEFAULTS, schema)
+    jsonschema.validate(TINY, schema)
+    assert set(demo.DEFAULT_METHODS) == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}

@@ -1,0 +1,15 @@
+"""Snakemake script: the processed copy of one clean test shard under one operation
+(or under every operation at once, with operations.one_decode)."""
+from dfrobust.provenance import collect
+from dfrobust.runlog import run_logged
+from dfrobust.video.distort import distort_shard
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+operations = sm.params.operations if hasattr(sm.params, "operations") else [sm.params.operation]
+outputs = [sm.output.npz] if isinstance(sm.output.npz, str) else list(sm.output.npz)
+provenance = collect({"operations": operations, "faces": sm.params.faces, "ffmpeg": sm.params.ffmpeg},
+                     [sm.input.faces, sm.input.index], seed=None, extra={"rule": sm.rule})
+run_logged(
+    sm.log[0], distort_shard, sm.input.faces, sm.input.index, operations, sm.params.faces, sm.params.ffmpeg,
+    outputs, provenance=provenance,
+)
