@@ -23,6 +23,8 @@ QUALITIES = DATASET["qualities"]
 IS_DEMO = DATASET["kind"] == "demo"
 DATASET_ROOT = DATASET["root"]
 DEMO_MANIFEST = f"{DATASET_ROOT}/demo_manifest.json"
+if not IS_DEMO and not Path(DATASET_ROOT).is_dir():
+    raise WorkflowError(f"{DATASET_ROOT}: dataset directory does not exist (config key 'dataset.root')")
 
 wildcard_constraints:
     quality="raw|c23|c40",
@@ -36,7 +38,10 @@ def planned_videos_count(split):
     if IS_DEMO:
         pairs = config["demo"]["pairs"][split]
         return 2 * pairs * (1 + len(DATASET["methods"]))
-    splits = ffpp.read_splits(ffpp.splits_dir_of(DATASET))
+    try:
+        splits = ffpp.read_splits(ffpp.splits_dir_of(DATASET))
+    except InputError as error:
+        raise WorkflowError(str(error)) from None
     return len(ffpp.split_videos(splits[split], DATASET["methods"], split))
 
 

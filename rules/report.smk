@@ -2,6 +2,7 @@
 
 METRIC_FILES = [f"results/metrics/{m}/{q}/{op}.json" for m, q in MODELS for op in OPERATION_NAMES]
 SCORE_FILES = [f"results/scores/{m}/{q}/{op}.csv" for m, q in MODELS for op in OPERATION_NAMES]
+METHOD_ORDER = list(dict.fromkeys(method for method, _ in MODELS))  # rows follow config `models`
 TABLE_OPERATIONS = [{"name": n, "category": OPERATION_CELLS[n].get("category", "")} for n in OPERATION_NAMES]
 
 
@@ -19,7 +20,7 @@ rule table1:
     params:
         report=config["report"],
         operations=TABLE_OPERATIONS,
-        methods=DETECTOR_NAMES,
+        methods=METHOD_ORDER,
     log:
         "logs/report/table1.log",
     localrule: True
@@ -41,7 +42,7 @@ rule figures:
     params:
         report=config["report"],
         operations=TABLE_OPERATIONS,
-        methods=DETECTOR_NAMES,
+        methods=METHOD_ORDER,
     log:
         "logs/report/figures.log",
     localrule: True

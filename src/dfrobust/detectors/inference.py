@@ -55,7 +55,10 @@ def load_trained(model_dir: str | Path, device: str | None = None) -> Detector:
         raise InputError(f"{path}: cannot read model weights ({err})") from err
     if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
         raise InputError(f"{path}: not a dfrobust weights file (format {WEIGHTS_FORMAT})")
-    detector = build_detector(blob["method"], {**blob["config"], "pretrained": False})
+    cfg = dict(blob["config"])
+    if "pretrained" in cfg:
+        cfg["pretrained"] = False  # the saved state dict holds every weight
+    detector = build_detector(blob["method"], cfg)
     detector.load_state_dict(blob["state_dict"])
     detector.trained = {"epoch": blob["epoch"], "val_auc": blob["val_auc"], "path": str(path)}
     return detector.to(pick_device(device)).eval()

@@ -1,0 +1,159 @@
+"""The whole workflow: dry-run plans (fast) and one end-to-end run on config/tiny.yaml (slow)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, SMALL_PAIRS, make_ffpp_tree
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def run(workdir: Path, *args: str, check: bool = True, timeout: int = 1500) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--rerun-triggers", "params", "mtime", "input", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if "Job stats:" not in output:
+        return counts
+    for line in output.split("Job stats:", 1)[1].splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    counts.pop("total", None)
+    return counts
+
+
+def workdir_with(tmp_path: Path, config: dict | Path) -> Path:
+    if isinstance(config, Path):
+        shutil.copy(config, tmp_path / "config.yaml")
+    else:
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def test_default_config_plans_the_demo_build_and_every_face_job(tmp_path):
+    workdir = workdir_with(tmp_path, REPO / "config.yaml")
+    proc = run(workdir, "-n", "faces")
+    # demo: 4/2/3 pairs -> 40/20/30 videos; 16 per shard -> 3+2+2 shards, x 3 qualities
+    assert job_counts(proc.stdout) == {"demo_dataset": 1, "dataset_index": 1, "extract_faces": 21, "faces": 1}
+
+
+def test_ffpp_layout_plans_one_face_job_per_quality_split_and_shard(tmp_path):
+    root = make_ffpp_tree(tmp_path / "ffpp", SMALL_PAIRS)
+    workdir = workdir_with(tmp_path, {"dataset": {"kind": "ffpp", "root": str(root)}, "faces": {"shard_size": 4}})
+    proc = run(workdir, "-n", "faces")
+    # train 20 videos -> 5 shards, val 10 -> 3, test 10 -> 3; three qualities
+    assert job_counts(proc.stdout) == {"dataset_index": 1, "extract_faces": 33, "faces": 1}
+    shards = set(re.findall(r"results/faces/(\w+)/(\w+)/shard_(\d+)\.npz", proc.stdout))
+    assert len(shards) == 33 and ("c40", "train", "004") in shards
+
+
+def test_paper_config_plans_eight_gpu_training_jobs(tmp_path):
+    root = make_ffpp_tree(tmp_path / "ffpp", SMALL_PAIRS)
+    config = yaml.safe_load((REPO / "config" / "ffpp.yaml").read_text())
+    config["dataset"]["root"] = str(root)
+    workdir = workdir_with(tmp_path, config)
+    proc = run(workdir, "-n", "results/table1.csv")
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == 8 and counts["score"] == 8 * 13 and counts["metrics"] == 8 * 13
+    trained = set(re.findall(r"results/models/(\w+)/(\w+)/weights\.pt", proc.stdout))
+    assert trained == {("capsule", q) for q in ("raw", "c23", "c40")} | {("xception", q) for q in ("raw", "c23", "c40")} | {
+        ("sbi", "raw"), ("sbi", "c23")}
+    blocks = proc.stdout.split("\nrule ")
+    train_blocks = [b for b in blocks if b.startswith("train:")]
+    assert len(train_blocks) == 8 and all(re.search(r"resources:.*\bgpu=1\b", b) for b in train_blocks)
+
+
+def test_wrong_config_type_stops_at_start_naming_the_key(tmp_path):
+    workdir = workdir_with(tmp_path, {"faces": {"crop_size": "large"}})
+    proc = run(workdir, "-n", check=False)
+    assert proc.returncode != 0
+    assert "config key 'faces.crop_size': 'large' is not of type 'integer'" in proc.stdout + proc.stderr
+
+
+def test_missing_dataset_directory_is_named(tmp_path):
+    workdir = workdir_with(tmp_path, {"dataset": {"kind": "ffpp", "root": str(tmp_path / "nowhere")}})
+    proc = run(workdir, "-n", check=False)
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'nowhere'}: dataset directory does not exist" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """config/tiny.yaml from nothing to Table I (the demo build included)."""
+    workdir = workdir_with(tmp_path_factory.mktemp("tiny"), REPO / "config" / "tiny.yaml")
+    run(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_run_produces_table1(tiny_run):
+    table = pd.read_csv(tiny_run / "results" / "table1.csv")
+    assert list(table.columns) == ["method", "train_quality", "c40", "lighten", "hflip", "res_x2", "grayscale", "average"]
+    assert [tuple(r) for r in table[["method", "train_quality"]].to_numpy()] == [
+        ("xception", "raw"), ("capsule", "c40"), ("sbi", "c23")]
+    values = table.drop(columns=["method", "train_quality"]).to_numpy()
+    assert ((values >= 0) & (values <= 100)).all()
+    for name in ("table1.md", "table1.tex", "table1_ci.csv", "figures/table1_heatmap.png", "figures/operations.png",
+                 "figures/auc_drop.png", "figures/roc_xception_raw.png", "faces/summary.csv", "distorted/summary.csv"):
+        assert (tiny_run / "results" / name).stat().st_size > 0, name
+
+
+@pytest.mark.slow
+def test_tiny_run_records_provenance_and_traces_a_cell(tiny_run):
+    record = json.loads((tiny_run / "results/metrics/xception/raw/c40.json").read_text())
+    provenance = record["provenance"]
+    assert provenance["ffmpeg"] and provenance["code_version"]
+    assert {Path(i["path"]).name for i in provenance["inputs"]} >= {"c40.csv", "weights.pt"}
+    proc = subprocess.run([sys.executable, "-m", "dfrobust.cli", "trace", "xception", "raw", "c40", "--results",
+                           str(tiny_run / "results"), "--json"], capture_output=True, text=True, cwd=tiny_run)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["video_auc"] == pytest.approx(record["video_auc"])
+
+
+@pytest.mark.slow
+def test_tiny_run_is_complete_and_config_edits_rerun_only_their_jobs(tiny_run):
+    assert job_counts(run(tiny_run, "-n").stdout) == {}
+    config = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    edited = json.loads(json.dumps(config))
+    edited["operations"]["list"][2]["filter"] = "curves=preset=strong_contrast"  # lighten's parameter
+    (tiny_run / "config.yaml").write_text(yaml.safe_dump(edited))
+    counts = job_counts(run(tiny_run, "-n").stdout)
+    assert counts == {"distort_copy": 1, "distorted": 1, "score": 3, "metrics": 3, "table1": 1, "figures": 1, "all": 1}
+    edited = json.loads(json.dumps(config))
+    edited["detectors"]["xception"]["optimizer"] = {"name": "adam", "lr": 5e-4}
+    (tiny_run / "config.yaml").write_text(yaml.safe_dump(edited))
+    counts = job_counts(run(tiny_run, "-n").stdout)
+    assert counts == {"train": 1, "score": 5, "metrics": 5, "table1": 1, "figures": 1, "all": 1}
+    (tiny_run / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.slow
+def test_rerunning_a_model_gives_the_same_table(tiny_run):
+    before = (tiny_run / "results" / "table1.csv").read_text()
+    run(tiny_run, "--cores", "2", "--forcerun", "train", "--allowed-rules", "train", "score", "metrics", "table1", "figures", "all")
+    assert (tiny_run / "results" / "table1.csv").read_text() == before
+
+
+@pytest.mark.slow
+def test_html_report(tiny_run):
+    run(tiny_run, "--report", str(tiny_run / "report.html"))
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    assert "Table I" in html and "table1_heatmap.png" in html
