@@ -1,5 +1,6 @@
 # Training: one model per (detector, training quality) listed in config `models`.
 
+GPU_THREADS = config["resources"]["gpu"]["cpus_per_gpu"]  # what SLURM gives a GPU job, reserved locally too
 MODELS = [(m["method"], m["quality"]) for m in config["models"]]
 DETECTOR_NAMES = sorted({method for method, _ in MODELS})
 
@@ -14,6 +15,7 @@ rule train:
     input:
         train=lambda wc: face_shards(wc.quality, "train"),
         val=lambda wc: face_shards(wc.quality, "val"),
+        pretrained=lambda wc: pretrained_marker(wc.method),
     output:
         weights="results/models/{method}/{quality}/weights.pt",
         hparams="results/models/{method}/{quality}/hparams.json",
@@ -34,11 +36,30 @@ rule train:
         "benchmarks/train/{method}/{quality}.tsv"
     wildcard_constraints:
         method="|".join(DETECTOR_NAMES) or "none",
-    threads: 2
+    threads: GPU_THREADS
     resources:
         **rule_resources("gpu"),
     script:
         "../workflow_scripts/train.py"
+
+
+def pretrained_marker(method):
+    """Training with `pretrained: true` waits for the weights to be in the local
+    cache (fetched once, on the login node: compute nodes often have no internet)."""
+    return [f"resources/pretrained/{method}.json"] if config["detectors"][method].get("pretrained") is True else []
+
+
+rule fetch_pretrained:
+    """Download a detector's ImageNet weights into the timm/torch cache (local rule)."""
+    output:
+        "resources/pretrained/{method}.json",
+    params:
+        detector=lambda wc: config["detectors"][wc.method],
+    log:
+        "logs/pretrained/{method}.log",
+    localrule: True
+    script:
+        "../workflow_scripts/fetch_pretrained.py"
 
 
 rule models:

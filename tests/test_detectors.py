@@ -231,13 +231,13 @@ def test_sam_evaluates_the_gradient_twice_and_descends():
         loss.backward()
         return loss
 
-    first = float(opt.step(closure))
+    first = float(opt.step(closure).detach())
     assert len(calls) == 2
     assert not torch.equal(calls[0][0], calls[1][0])  # second gradient at w + e(w)
     step = torch.linalg.vector_norm(torch.cat([(b - a).flatten() for a, b in zip(calls[0], calls[1])]))
     torch.testing.assert_close(step, torch.tensor(0.05))  # |e(w)| = rho
     for _ in range(59):
-        last = float(opt.step(closure))
+        last = float(opt.step(closure).detach())
     assert len(calls) == 120
     assert last < 0.05 * first
     # momentum lives in the base optimiser and survives a state round trip

@@ -171,8 +171,9 @@ class Killed(Exception):
 @pytest.mark.parametrize("method, cfg", [
     ("capsule", {"input_size": 32, "pretrained": False, "epochs": 2, "batch_size": 8, "frames_per_video": 2,
                  "val_frames_per_video": 2}),
-    ("sbi", {"input_size": 32, "pretrained": False, "epochs": 2, "batch_size": 8, "frames_per_video": 2,
-             "val_frames_per_video": 2, "lr_schedule": {"decay_start": 0.0}}),
+    # B0 instead of B4 only to save time: the loop, SAM, schedule and blending are the same
+    ("sbi", {"backbone": "efficientnet_b0", "input_size": 32, "pretrained": False, "epochs": 2, "batch_size": 8,
+             "frames_per_video": 2, "val_frames_per_video": 1, "lr_schedule": {"decay_start": 0.0}}),
 ])
 def test_resume_after_a_kill_gives_the_same_weights(shards, tmp_path, method, cfg):
     """Capsule has routing noise and dropout, SBI random blends, SAM and a decaying lr:
@@ -219,7 +220,7 @@ def test_changed_settings_do_not_resume_a_foreign_checkpoint(shards, tmp_path):
 def test_nan_loss_stops_with_epoch_and_step(shards, tmp_path):
     # an absurd learning rate overflows the weights after the first update
     with pytest.raises(TrainingDiverged, match=r"toy: training loss is (nan|inf|-inf) at epoch 1, step [2-9]"):
-        train("toy", {"optimizer": {"lr": 1e38}}, *shards, tmp_path / "toy", seed=0, log=lambda m: None)
+        train("toy", {"optimizer": {"lr": 1e30}}, *shards, tmp_path / "toy", seed=0, log=lambda m: None)
     assert not (tmp_path / "toy" / "weights.pt").exists()
 
 

@@ -2,9 +2,11 @@
 from pathlib import Path
 
 from dfrobust.evaluation.scoring import score_copy
+from dfrobust.gpu import claim_gpu
 from dfrobust.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+claim_gpu()  # one GPU per job on multi-GPU workstations; a no-op under SLURM or without GPUs
 run_logged(
     sm.log[0], score_copy, Path(sm.input.model).parent, list(sm.input.faces), sm.output[0],
     sm.params.scoring["batch_size"], sm.params.scoring["device"],

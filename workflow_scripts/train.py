@@ -1,11 +1,13 @@
 """Snakemake script: train one (detector, quality) model, resuming from its checkpoint."""
 from pathlib import Path
 
+from dfrobust.gpu import claim_gpu
 from dfrobust.runlog import run_logged
 from dfrobust.seeding import derive_seed
 from dfrobust.training import train
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+claim_gpu()  # one GPU per job on multi-GPU workstations; a no-op under SLURM or without GPUs
 method, quality = sm.wildcards.method, sm.wildcards.quality
 run_logged(
     sm.log[0], train, method, sm.params.detector, list(sm.input.train), list(sm.input.val),

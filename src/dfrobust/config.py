@@ -93,7 +93,21 @@ def validate_config(config: dict, schema_dir: str | Path = SCHEMA_DIR) -> dict:
     for name, schema in blocks.items():
         config[name] = fill_defaults(config.get(name, {}) if config.get(name) is not None else {}, schema, schema)
         _check(config[name], schema, name)
-    return config
+    return canonical(config)
+
+
+def canonical(value: Any) -> Any:
+    """The same config with every mapping's keys sorted (lists keep their order).
+
+    Snakemake compares a job's params by their text, so two configs that
+    differ only in key order (hand-edited vs machine-written YAML) must give
+    identical params, or every job would rerun.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
 
 
 def load_config(path: str | Path, overrides: dict | None = None, schema_dir: str | Path = SCHEMA_DIR) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfrobust.datasets.demo_identities import source_photos
 from dfrobust.datasets.demo_manipulations import METHODS
 from dfrobust.errors import InputError
 from dfrobust.io import sha256_file, write_json, write_text
@@ -68,12 +69,12 @@ def _fail(key: str, problem: str) -> InputError:
     return InputError(f"demo.{key}: {problem}")
 
 
-def _number(cfg: dict, key: str, kind: type, low: float, high: float = float("inf")):
-    value = cfg[key]
+def _number(cfg: dict, key: str, kind: type, low: float, high: float, name: str | None = None):
+    value, name = cfg[key], name or key
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise _fail(key, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        raise _fail(name, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
     if not low <= value <= high:
-        raise _fail(key, f"{value!r} is outside [{low}, {high}]")
+        raise _fail(name, f"{value!r} is outside [{low}, {high}]")
     return kind(value)
 
 
@@ -110,7 +111,7 @@ def resolve_config(cfg: dict | None) -> dict:
         raise _fail("pairs", f"expected a mapping with keys {list(SPLITS)}, got {pairs!r}")
     out["pairs"].update(pairs)
     out.update(cfg)
-    out["pairs"] = {s: _number(out["pairs"], s, int, 1, 500) for s in SPLITS}
+    out["pairs"] = {s: _number(out["pairs"], s, int, 1, 500, f"pairs.{s}") for s in SPLITS}
     if sum(out["pairs"].values()) > 500:
         raise _fail("pairs", "at most 500 pairs in all (video ids have three digits)")
     for key, kind, low, high in (
@@ -243,6 +244,7 @@ def _worker_pool(workers: int):
     previous = cv2.getNumThreads()
     forked = context.get_start_method() == "fork"
     if forked:
+        source_photos()  # loaded once here, inherited by every worker
         cv2.setNumThreads(1)
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=None if forked else _single_threaded_cv2) as pool:

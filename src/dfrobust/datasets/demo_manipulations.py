@@ -43,18 +43,22 @@ class Manipulation:
 
 
 def transfer_colour(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, strength: float, lips: np.ndarray) -> np.ndarray:
-    """Shift the masked face's mean LAB colour to the reference's (the mean
-    part of Reinhard's transfer), mostly sparing the lips: moving them by the
-    full skin-tone difference turns red lips grey-blue. uint8 in, float32 out."""
+    """Reinhard-style transfer on the masked face: lightness gets the
+    reference's mean and contrast, colour only its mean, mostly sparing the
+    lips (moving them by the full skin-tone difference turns red lips
+    grey-blue). uint8 in, float32 out."""
     inside = mask > 0.5
     if inside.sum() < 16:
         return image.astype(np.float32)
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     ref = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(np.float32)
-    shift = ref[inside].mean(0) - lab[inside].mean(0)
-    weight = strength * (1 - 0.7 * lips)
-    lab += weight[..., None] * shift
-    return cv2.cvtColor(W.to_uint8(lab), cv2.COLOR_LAB2RGB).astype(np.float32)
+    mean, mean_ref = lab[inside].mean(0), ref[inside].mean(0)
+    contrast = float(np.clip(ref[inside][:, 0].std() / max(lab[inside][:, 0].std(), 1.0), 0.8, 1.6))
+    matched = lab - mean + mean_ref
+    matched[..., 0] = (lab[..., 0] - mean[0]) * contrast + mean_ref[0]
+    weight = (strength * (1 - 0.7 * lips))[..., None]
+    weight = np.concatenate([np.full_like(weight, strength), weight, weight], axis=2)  # lightness everywhere
+    return cv2.cvtColor(W.to_uint8(lab + weight * (matched - lab)), cv2.COLOR_LAB2RGB).astype(np.float32)
 
 
 def face_mask(landmarks: np.ndarray, shape: tuple[int, int], points: np.ndarray = FACE_OUTLINE, grow: float = 0.0, blur: float = 0.0) -> np.ndarray:
@@ -150,11 +154,14 @@ def deepfake(target: Video, source: Video, rng: np.random.Generator, cfg: dict) 
     return np.stack(out)
 
 
+BOTTLENECK_CROP = 1.4  # side of the autoencoder's face square, in face sizes
+
+
 def bottleneck(image: np.ndarray, landmarks: np.ndarray, resolution: int) -> np.ndarray:
     """Down-sample the square around the face to `resolution` px and back up:
     the detail an autoencoder's small output cannot carry is gone."""
     height, width = image.shape[:2]
-    side = min(int(round(1.4 * W.face_size(landmarks))), height, width)
+    side = min(int(round(BOTTLENECK_CROP * W.face_size(landmarks))), height, width)
     cx, cy = W.face_centre(landmarks)
     x0 = int(np.clip(round(cx - side / 2), 0, width - side))
     y0 = int(np.clip(round(cy - side / 2), 0, height - side))

@@ -21,11 +21,22 @@ from dfrobust.datasets.demo_identities import Identity
 EXPRESSION = ("blink", "jaw_open", "smile", "brow")
 HEAD = ("roll", "dx", "dy", "scale", "yaw")
 
+# rough depth of each landmark towards the camera, in face sizes (a yaw
+# turns them by different amounts): outline at the back, nose tip in front
+DEPTH = np.array(
+    [0.0, 0.02, 0.05, 0.09, 0.14, 0.19, 0.23, 0.26, 0.27, 0.26, 0.23, 0.19, 0.14, 0.09, 0.05, 0.02, 0.0]  # jaw
+    + [0.2, 0.25, 0.28, 0.3, 0.3, 0.3, 0.3, 0.28, 0.25, 0.2]  # brows
+    + [0.32, 0.38, 0.44, 0.5, 0.36, 0.4, 0.42, 0.4, 0.36]  # nose
+    + [0.2, 0.24, 0.24, 0.24, 0.24, 0.24] * 2  # eyes
+    + [0.3, 0.34, 0.37, 0.38, 0.37, 0.34, 0.3, 0.33, 0.35, 0.36, 0.35, 0.33]  # outer lips
+    + [0.31, 0.35, 0.36, 0.35, 0.31, 0.34, 0.35, 0.34]  # inner lips
+)
+
 
 @dataclass(frozen=True)
 class Performance:
     expression: np.ndarray  # (n, 4) see EXPRESSION
-    head: np.ndarray  # (n, 5) see HEAD; roll in degrees, shifts in face sizes
+    head: np.ndarray  # (n, 5) see HEAD; roll and yaw in degrees, shifts in face sizes
     camera: np.ndarray  # (n, 2, 3) canvas -> frame affine
     lighting: np.ndarray  # (n, 5) gain, red gain, blue gain, x and y light gradient
     noise: float  # sensor noise sigma, 8-bit levels
@@ -96,7 +107,7 @@ def sample_performance(rng: np.random.Generator, cfg: dict, frame_shape: tuple[i
             smooth_curve(rng, t, 0.025 * head_k, (0.2, 0.6)),  # dx, face sizes
             smooth_curve(rng, t, 0.015 * head_k, (0.2, 0.6)),  # dy
             smooth_curve(rng, t, 0.025 * head_k, (0.1, 0.4)),  # scale - 1
-            smooth_curve(rng, t, 1.0 * head_k, (0.15, 0.5)),  # yaw, arbitrary units
+            smooth_curve(rng, t, 6.0 * head_k, (0.15, 0.5)),  # yaw, degrees
         ],
         axis=1,
     )
@@ -145,9 +156,11 @@ def pose_landmarks(identity: Identity, expression: np.ndarray, head: np.ndarray)
         pts[corner] += weight * smile * size * np.array([0.035 * side, -0.025])
     # brows up (positive) or down
     pts[W.BROWS, 1] -= brow * 0.035 * size
-    # yaw: inner features slide sideways, the nose tip most (parallax)
-    pts[27:68, 0] += yaw * 0.03 * size
-    pts[30:36, 0] += yaw * 0.015 * size
+    # yaw: a weak-perspective turn about the vertical axis; points in front
+    # (nose tip) slide the most, the face outline narrows
+    centre_x = W.face_centre(pts)[0]
+    angle = np.deg2rad(yaw)
+    pts[:, 0] = centre_x + (pts[:, 0] - centre_x) * np.cos(angle) + DEPTH * size * np.sin(angle)
     # rigid head motion about the face centre
     centre = W.face_centre(identity.landmarks)
     angle = np.deg2rad(roll)

@@ -65,3 +65,5 @@ class SAM(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.base_optimizer.load_state_dict(state_dict["base"])
+        # loading replaces the base optimiser's group list: share it again
+        self.param_groups = self.base_optimizer.param_groups

@@ -1,0 +1,6 @@
+"""Snakemake script: fetch one detector's pretrained weights into the local cache."""
+from dfrobust.detectors.pretrained import fetch_pretrained
+from dfrobust.runlog import run_logged
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_logged(sm.log[0], fetch_pretrained, sm.wildcards.method, sm.params.detector, sm.output[0])
