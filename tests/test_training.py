@@ -84,6 +84,17 @@ def test_build_pool_reads_the_asked_labels_and_resizes(shards, tmp_path):
         build_pool([tmp_path / "shard_999.npz"], 4, 32, (0, 1), tmp_path, "x")
 
 
+def test_a_pool_that_cannot_fit_fails_before_writing(shards, tmp_path, monkeypatch):
+    import types
+
+    import dfrobust.training.data as data
+
+    monkeypatch.setattr(data.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=1000))
+    with pytest.raises(InputError, match="needs up to .* GB .* TMPDIR"):
+        build_pool(shards[0], 4, 32, (0, 1), tmp_path, "train", log=lambda m: None)
+    assert not list(tmp_path.iterdir())
+
+
 def test_balanced_epochs_draw_both_classes_equally():
     labels = np.array([0] * 5 + [1] * 20)
     pool = FacePool(crops=np.zeros((25, 4, 4, 3), np.uint8), landmarks=np.zeros((25, 68, 2), np.float32),
@@ -182,7 +193,7 @@ def test_resume_after_a_kill_gives_the_same_weights(shards, tmp_path, method, cf
     train(method, cfg, *shards, straight, seed=3, log=lambda m: None)
 
     def kill_after_first_epoch(message):
-        if "epoch 1/2" in message:
+        if "epoch 1/2: train_loss" in message:
             raise Killed
 
     resumed = tmp_path / "resumed"

@@ -136,12 +136,15 @@ def test_tiny_run_is_complete_and_config_edits_rerun_only_their_jobs(tiny_run):
     edited["operations"]["list"][2]["filter"] = "curves=preset=strong_contrast"  # lighten's parameter
     (tiny_run / "config.yaml").write_text(yaml.safe_dump(edited))
     counts = job_counts(run(tiny_run, "-n").stdout)
-    assert counts == {"distort_copy": 1, "distorted": 1, "score": 3, "metrics": 3, "table1": 1, "figures": 1, "all": 1}
+    # lighten's copy, its scores and metrics for the 3 models, and what shows every operation
+    assert counts == {"distort_copy": 1, "distorted": 1, "operations_figure": 1, "score": 3, "metrics": 3,
+                      "table1": 1, "figures": 1, "all": 1}
     edited = json.loads(json.dumps(config))
     edited["detectors"]["xception"]["optimizer"] = {"name": "adam", "lr": 5e-4}
     (tiny_run / "config.yaml").write_text(yaml.safe_dump(edited))
     counts = job_counts(run(tiny_run, "-n").stdout)
-    assert counts == {"train": 1, "score": 5, "metrics": 5, "table1": 1, "figures": 1, "all": 1}
+    # xception's training and its 6 scores and metrics; the other models stay
+    assert counts == {"train": 1, "score": 6, "metrics": 6, "table1": 1, "figures": 1, "all": 1}
     (tiny_run / "config.yaml").write_text(yaml.safe_dump(config))
 
 

@@ -21,16 +21,19 @@ import contextlib
 import copy
 import json
 import multiprocessing
+import numbers
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
-from dfrobust.datasets.demo_identities import source_photos
+from dfrobust.datasets.demo_identities import make_identity, source_photos
 from dfrobust.datasets.demo_manipulations import METHODS
+from dfrobust.datasets.demo_motion import Video, render_video, sample_performance
 from dfrobust.errors import InputError
 from dfrobust.io import sha256_file, write_json, write_text
 from dfrobust.seeding import derive_seed
+from dfrobust.video.ffmpeg import ffmpeg_version, find_ffmpeg, write_video
 
 MANIFEST = "demo_manifest.json"
 MARKER = ".dfrobust_demo"  # says the folder's videos are ours to replace
@@ -186,12 +189,10 @@ def planned_files(cfg: dict, splits: dict) -> list[str]:
     return sorted(files)
 
 
-def _render(vid: str, cfg: dict, seed: int):
-    """Original video `vid` (identity and performance from their own sub-seeds,
-    so it is the same whichever job renders it)."""
-    from dfrobust.datasets.demo_identities import make_identity
-    from dfrobust.datasets.demo_motion import render_video, sample_performance
-
+def render_original(vid: str, cfg: dict, seed: int) -> Video:
+    """Original video `vid` of a resolved cfg, frames and exact landmarks
+    (identity and performance come from their own sub-seeds, so it is the
+    same whichever job renders it)."""
     shape = (cfg["height"], cfg["width"])
     identity = make_identity(int(vid), np.random.default_rng(derive_seed(seed, "demo", "identity", vid)), cfg["width"], cfg["height"], cfg)
     rng = np.random.default_rng(derive_seed(seed, "demo", "video", vid))
@@ -201,22 +202,23 @@ def _render(vid: str, cfg: dict, seed: int):
 def build_target(job: dict) -> dict:
     """One unit of work: original `target` and its fakes with `source`, each
     encoded at every quality. Returns the files written and the identity."""
-    from dfrobust.video.ffmpeg import write_video
-
     root, cfg, seed, exe = Path(job["root"]), job["cfg"], job["seed"], job["ffmpeg"]
     target, source = job["target"], job["source"]
-    original = _render(target, cfg, seed)
-    donor = _render(source, cfg, seed)
-    videos = {original_path(q, target): original.frames for q in cfg["qualities"]}
-    for method in cfg["methods"]:
+    written = []
+
+    def encode(frames: np.ndarray, path_of) -> None:
+        for quality in cfg["qualities"]:
+            preset = RAW_PRESET if quality == "raw" else cfg["preset"]
+            write_video(root / path_of(quality), frames, cfg["fps"], CRF[quality], preset=preset, exe=exe)
+            written.append(path_of(quality))
+
+    original = render_original(target, cfg, seed)
+    encode(original.frames, lambda q: original_path(q, target))
+    donor = render_original(source, cfg, seed)
+    for method in cfg["methods"]:  # one fake in memory at a time
         rng = np.random.default_rng(derive_seed(seed, "demo", method, f"{target}_{source}"))
-        frames = METHODS[method].apply(original, donor, rng, cfg)
-        videos.update({fake_path(method, q, target, source): frames for q in cfg["qualities"]})
-    for rel, frames in videos.items():
-        quality = rel.split("/")[-3]
-        preset = RAW_PRESET if quality == "raw" else cfg["preset"]
-        write_video(root / rel, frames, cfg["fps"], CRF[quality], preset=preset, exe=exe)
-    return {"target": target, "files": sorted(videos), "identity": original.identity.description}
+        encode(METHODS[method].apply(original, donor, rng, cfg), lambda q: fake_path(method, q, target, source))
+    return {"target": target, "files": sorted(written), "identity": original.identity.description}
 
 
 def _pool_context():
@@ -293,11 +295,10 @@ def build_demo(root: str | Path, cfg: dict | None, seed: int, ffmpeg: str | None
     """
     from tqdm import tqdm
 
-    from dfrobust.video.ffmpeg import ffmpeg_version, find_ffmpeg
-
     cfg = resolve_config(cfg)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InputError(f"demo seed: expected an integer, got {seed!r}")
+    seed = int(seed)
     root = Path(root)
     exe = find_ffmpeg(ffmpeg)
     version = ffmpeg_version(exe)
@@ -324,11 +325,16 @@ def build_demo(root: str | Path, cfg: dict | None, seed: int, ffmpeg: str | None
     else:
         with _worker_pool(min(cfg["workers"], len(jobs))) as pool:
             futures = [pool.submit(build_target, job) for job in jobs]  # workers start before tqdm's thread
-            with tqdm(total=len(jobs) * per_job, desc="demo videos", unit="video", disable=not progress) as bar:
-                for future in as_completed(futures):
-                    result = future.result()
-                    identities[result["target"]] = result["identity"]
-                    bar.update(per_job)
+            try:
+                with tqdm(total=len(jobs) * per_job, desc="demo videos", unit="video", disable=not progress) as bar:
+                    for future in as_completed(futures):
+                        result = future.result()
+                        identities[result["target"]] = result["identity"]
+                        bar.update(per_job)
+            except BaseException:
+                for future in futures:  # fail fast: drop the jobs not started yet
+                    future.cancel()
+                raise
 
     manifest = {
         "dataset": "dfrobust embedded demo (FaceForensics++ layout)",

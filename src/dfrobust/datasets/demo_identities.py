@@ -95,14 +95,22 @@ def place_photo(photo: SourcePhoto, shape: tuple[int, int], size: float, centre:
     canvas; borders that fall outside the photo are mirrored (a few percent)."""
     height, width = shape
     scale = size / W.face_size(photo.landmarks)
-    # resize with area averaging first (no aliasing), then sub-pixel shift
-    resized = cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if scale < 1:  # area averaging: no aliasing
+        resized = cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    else:  # enlarged photos (the astronaut's face is 88 px) get a camera-like sharpening
+        resized = sharpen(cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC), 0.6 * scale, 1.0)
     real_scale = np.array([resized.shape[1] / photo.image.shape[1], resized.shape[0] / photo.image.shape[0]])
     landmarks = photo.landmarks * real_scale
     shift = centre - W.face_centre(landmarks)
     matrix = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
     canvas = cv2.warpAffine(resized, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     return canvas, (landmarks + shift).astype(np.float32)
+
+
+def sharpen(image: np.ndarray, sigma: float, amount: float) -> np.ndarray:
+    """Unsharp mask: image + amount x (image - blurred)."""
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma)
+    return cv2.addWeighted(image, 1 + amount, blurred, -amount, 0)
 
 
 def min_face_size(photo: SourcePhoto, shape: tuple[int, int], centre: np.ndarray, max_mirror: float = 0.1) -> float:
@@ -202,9 +210,58 @@ def recolour(canvas: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator
     return W.to_uint8(out * 255.0), {k: np.round(v, 4).tolist() for k, v in p.items()}
 
 
+MIN_SCORE = 1.1  # dlib HOG score the neutral portrait must reach...
+MIN_SCORE_COMPRESSED = 0.9  # ...and after heavy JPEG compression (a stand-in for c40)
+MAX_DRAWS = 25
+
+
+@functools.lru_cache(maxsize=1)
+def _detector():
+    from dfrobust.faces.detect import DlibHogDetector
+
+    return DlibHogDetector(upsample=0)
+
+
+def _score(image: np.ndarray) -> float:
+    _, scores = _detector().detect(image)
+    return float(scores.max()) if len(scores) else -1.0
+
+
+def detection_margin(canvas: np.ndarray, width: int, height: int) -> float:
+    """How far the frame-sized centre of the canvas clears both dlib HOG
+    thresholds (no upsampling): >= 0 when the face is found with room to spare,
+    sharp and JPEG-compressed at quality 12."""
+    ch, cw = canvas.shape[:2]
+    y0, x0 = (ch - height) // 2, (cw - width) // 2
+    frame = np.ascontiguousarray(canvas[y0 : y0 + height, x0 : x0 + width])
+    ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 12])
+    compressed = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)
+    return min(_score(frame) - MIN_SCORE, _score(compressed) - MIN_SCORE_COMPRESSED)
+
+
 def make_identity(index: int, rng: np.random.Generator, width: int, height: int, cfg: dict) -> Identity:
     """Identity `index`: photo index % 2, mirrored on alternate pairs, shape and
-    appearance drawn from `rng` (scaled by cfg['identity_variation'])."""
+    appearance drawn from `rng` (scaled by cfg['identity_variation']).
+
+    Draws whose neutral face dlib's HOG detector does not find with a margin,
+    sharp and compressed, are redrawn (the best of MAX_DRAWS is kept): like
+    FF++, which kept only videos with trackable frontal faces, this leaves
+    room for motion, manipulation and c40 compression to eat into.
+    """
+    best = None
+    for _ in range(MAX_DRAWS):
+        identity = _draw_identity(index, rng, width, height, cfg)
+        margin = detection_margin(identity.canvas, width, height)
+        if best is None or margin > best[0]:
+            best = (margin, identity)
+        if margin >= 0:
+            break
+    margin, identity = best
+    identity.description["detection_margin"] = round(margin, 3)
+    return identity
+
+
+def _draw_identity(index: int, rng: np.random.Generator, width: int, height: int, cfg: dict) -> Identity:
     photos = source_photos()
     photo = photos[index % len(photos)]
     mirrored = (index // len(photos)) % 2 == 1

@@ -115,7 +115,7 @@ def face_swap(target: Video, source: Video, rng: np.random.Generator, cfg: dict)
         warped, inside = W.warp_image(source.frames[t], source.landmarks[t], dst, mesh, region.shape)
         mask = face_mask(dst, region.shape, grow=-0.02) * inside
         warped = transfer_colour(warped, patch, mask, strength, face_mask(dst, region.shape, LIPS, 0.03, 0.02))
-        warped = W.paint_mouth_interior(warped, dst, closed_mouth(target, t) - region.offset)
+        warped = W.paint_closed_eyes(W.paint_mouth_interior(warped, dst, closed_mouth(target, t) - region.offset), dst)
         out.append(region.paste(frame, seamless_clone(W.to_uint8(warped), patch, mask)))
     return np.stack(out)
 
@@ -147,7 +147,7 @@ def deepfake(target: Video, source: Video, rng: np.random.Generator, cfg: dict) 
         face, inside = W.warp_image(identity.canvas, identity.landmarks, dst, mesh, region.shape)
         mask = face_mask(dst, region.shape, grow=-0.03) * inside
         face = transfer_colour(face, patch, mask, 1.0, face_mask(dst, region.shape, LIPS, 0.03, 0.02))
-        face = W.paint_mouth_interior(face, dst, closed_mouth(target, t) - region.offset)
+        face = W.paint_closed_eyes(W.paint_mouth_interior(face, dst, closed_mouth(target, t) - region.offset), dst)
         face = bottleneck(W.to_uint8(face), dst, resolution)
         soft = W.soft_mask(mask, blur=feather * W.face_size(dst))
         out.append(region.paste(frame, W.blend(patch, face, soft)))
@@ -185,14 +185,14 @@ def reenact(target: Video, t: int, expression: np.ndarray, region: Region) -> tu
     warped, _ = W.warp_image(target.frames[t], points_src, points_dst - region.offset, mesh, region.shape, region.to_frame())
     dst = dst - region.offset
     closed = closed_mouth(target, t, expression) - region.offset
-    return W.paint_mouth_interior(warped.astype(np.float32), dst, closed), dst
+    return W.paint_closed_eyes(W.paint_mouth_interior(warped.astype(np.float32), dst, closed), dst), dst
 
 
 def face2face(target: Video, source: Video, rng: np.random.Generator, cfg: dict) -> np.ndarray:
     """Expression transfer: the source's blinks, speech, smile and brows on
     the target face, re-rendered (smoother, re-lit) and blended back."""
     gain = rng.uniform(0.95, 1.05, 3).astype(np.float32)
-    smooth = rng.uniform(0.8, 1.3)
+    smooth = rng.uniform(0.6, 1.0)
     out = []
     for t, frame in enumerate(target.frames):
         region = Region.around(target.landmarks[t], frame.shape[:2])

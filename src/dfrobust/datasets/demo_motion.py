@@ -40,7 +40,6 @@ class Performance:
     camera: np.ndarray  # (n, 2, 3) canvas -> frame affine
     lighting: np.ndarray  # (n, 5) gain, red gain, blue gain, x and y light gradient
     noise: float  # sensor noise sigma, 8-bit levels
-    fps: float
 
     @property
     def n_frames(self) -> int:
@@ -132,7 +131,7 @@ def sample_performance(rng: np.random.Generator, cfg: dict, frame_shape: tuple[i
         axis=1,
     )
     lo, hi = cfg["noise"]
-    return Performance(expression, head, camera, lighting, float(rng.uniform(lo, hi)), fps)
+    return Performance(expression, head, camera, lighting, float(rng.uniform(lo, hi)))
 
 
 def pose_landmarks(identity: Identity, expression: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -195,6 +194,7 @@ def render_frame(identity: Identity, performance: Performance, index: int, frame
     landmarks = dst[:68]
     closed = frame_landmarks(identity, performance, index, no_jaw_drop(performance.expression[index]))
     image = W.paint_mouth_interior(image.astype(np.float32), landmarks, closed)
+    image = W.paint_closed_eyes(image, landmarks)
     image = light(image, performance.lighting[index])
     image += rng.standard_normal(image.shape, dtype=np.float32) * performance.noise
     image += rng.standard_normal(image.shape[:2] + (1,), dtype=np.float32) * (0.5 * performance.noise)  # luma grain

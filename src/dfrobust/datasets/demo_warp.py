@@ -16,11 +16,9 @@ from scipy.spatial import Delaunay
 
 JAW = np.arange(0, 17)
 BROWS = np.arange(17, 27)
-NOSE = np.arange(27, 36)
 LEFT_EYE = np.arange(36, 42)  # the subject's right eye, on the image's left
 RIGHT_EYE = np.arange(42, 48)
 MOUTH = np.arange(48, 68)
-INNER_LIPS = np.arange(60, 68)
 
 # index of each landmark's mirror image (dlib's 68-point layout)
 MIRROR = np.array(
@@ -249,4 +247,37 @@ def paint_mouth_interior(image: np.ndarray, landmarks: np.ndarray, closed: np.nd
         colour = np.full_like(patch, 1.0) * np.array([205, 192, 172], np.float32)
         patch = blend(patch, colour, soft_mask(teeth, blur=0.7) * teeth_strength)
     out[rows, cols] = patch
+    return out
+
+
+def eye_openness(landmarks: np.ndarray, eye: np.ndarray) -> float:
+    """Eye aspect ratio: lid gap over eye width (about 0.3 open, 0 shut)."""
+    p = landmarks[eye]
+    gap = np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])
+    return float(gap / (2 * max(np.linalg.norm(p[0] - p[3]), 1e-6)))
+
+
+def paint_closed_eyes(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Draw the dark lash line of a closing eye.
+
+    Warping the upper lid down only stretches skin over the eye; a shut eye
+    still shows its lashes (and a face detector looks for that dark line).
+    Fades in as the eye aspect ratio drops from 0.15 to 0.05. float32 in and out.
+    """
+    out = image
+    thickness = max(1, int(round(0.018 * face_size(landmarks))))
+    for eye in (LEFT_EYE, RIGHT_EYE):
+        alpha = float(np.clip((0.15 - eye_openness(landmarks, eye)) / 0.1, 0, 1))
+        if alpha <= 0:
+            continue
+        p = landmarks[eye]
+        lid = np.array([p[0], (p[1] + p[5]) / 2, (p[2] + p[4]) / 2, p[3]])
+        rows, cols = box_around(lid, image.shape[:2], 3 + thickness)
+        local = np.round((lid - [cols.start, rows.start]) * 16).astype(np.int32)
+        line = np.zeros((rows.stop - rows.start, cols.stop - cols.start), np.uint8)
+        cv2.polylines(line, [local], False, 255, thickness, cv2.LINE_AA, shift=4)
+        if out is image:
+            out = image.copy()
+        lash = np.full(line.shape + (3,), (45, 30, 28), np.float32)
+        out[rows, cols] = blend(out[rows, cols], lash, line.astype(np.float32) / 255.0 * 0.85 * alpha)
     return out

@@ -10,6 +10,7 @@ directory ($TMPDIR, node-local on most clusters) for the run.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -78,25 +79,24 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
     for path in shards:
         if not path.is_file() or not path.with_suffix(".json").is_file():
             raise InputError(f"{path}: face shard (or its .json) does not exist")
+    opened = [FaceShard(path) for path in shards]
+    wanted = [(shard, v) for shard in opened for v in shard.video_ids if int(shard.meta(v)["label"]) in labels]
+    _check_space(Path(workdir), len(wanted) * frames_per_video * size * size * 3, name)
     raw = Path(workdir) / f"{name}.u8"
     landmarks, labels_out, video_index, videos = [], [], [], []
     with open(raw, "wb") as fh:
-        for path in shards:
-            shard = FaceShard(path)
-            for video_id in shard.video_ids:
-                if int(shard.meta(video_id)["label"]) not in labels:
-                    continue
-                rec = shard.read(video_id)
-                if rec.n_faces == 0:
-                    continue
-                idx = pick_frames(rec.n_faces, frames_per_video)
-                scale = size / rec.crops.shape[1]
-                fh.write(np.ascontiguousarray(resize_crops(rec.crops[idx], size)).tobytes())
-                landmarks.append(rec.landmarks[idx].astype(np.float32) * scale)
-                labels_out.append(np.full(len(idx), rec.label, np.int64))
-                video_index.append(np.full(len(idx), len(videos), np.int64))
-                videos.append({"video_id": rec.video_id, "manipulation": rec.manipulation,
-                               "label": rec.label, "n_faces": int(len(idx)), "shard": str(path)})
+        for shard, video_id in wanted:
+            rec = shard.read(video_id)
+            if rec.n_faces == 0:
+                continue
+            idx = pick_frames(rec.n_faces, frames_per_video)
+            scale = size / rec.crops.shape[1]
+            fh.write(np.ascontiguousarray(resize_crops(rec.crops[idx], size)).tobytes())
+            landmarks.append(rec.landmarks[idx].astype(np.float32) * scale)
+            labels_out.append(np.full(len(idx), rec.label, np.int64))
+            video_index.append(np.full(len(idx), len(videos), np.int64))
+            videos.append({"video_id": rec.video_id, "manipulation": rec.manipulation,
+                           "label": rec.label, "n_faces": int(len(idx)), "shard": str(shard.path)})
     if not videos:
         raise InputError(f"{name}: no faces with label(s) {list(labels)} in {', '.join(map(str, shards))}")
     n = int(sum(len(x) for x in labels_out))
@@ -109,3 +109,11 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
     log(f"{name}: {s['faces']} faces ({s['real_faces']} real, {s['fake_faces']} fake) "
         f"from {s['videos']} videos at {size}px")
     return pool
+
+
+def _check_space(workdir: Path, needed: int, name: str) -> None:
+    """Fail before writing when the pool cannot fit (FF++ at 299 px is ~100 GB)."""
+    free = shutil.disk_usage(workdir).free
+    if needed > free:
+        raise InputError(f"{name}: the face pool needs up to {needed / 1e9:.1f} GB in {workdir.parent}, "
+                         f"only {free / 1e9:.1f} GB free; point TMPDIR to a larger scratch directory")
