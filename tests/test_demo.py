@@ -105,10 +105,10 @@ def test_raw_is_lossless_relative_to_c23_and_c40(tiny):
 def test_faces_detected_by_dlib_hog_without_upsampling(tiny):
     root, _ = tiny
     detector = DlibHogDetector(upsample=0)
-    sample = sorted(root.glob("original_sequences/youtube/*/videos/*.mp4"))[::2]
+    sample = sorted(root.glob("original_sequences/youtube/*/videos/*.mp4"))[::3]
     for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
-        sample += sorted(root.glob(f"manipulated_sequences/{method}/*/videos/*.mp4"))[::5]
-    assert len(sample) >= 24
+        sample += sorted(root.glob(f"manipulated_sequences/{method}/*/videos/*.mp4"))[1::6]
+    assert len(sample) == 24
     for path in sample:
         found = np.mean([len(detector.detect(f)[0]) > 0 for f in read_frames(path)])
         assert found >= 0.95, (path, found)
@@ -135,16 +135,22 @@ def test_fakes_differ_from_target_only_around_the_face(tiny):
             assert (diff[i][~face] > 8).mean() < 0.001, (method, i)
 
 
-def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
+def test_same_seed_is_byte_identical_whatever_the_workers(tmp_path):
     one = demo.build_demo(tmp_path / "a", {**SMALL, "workers": 2}, seed=7, progress=False)
     two = demo.build_demo(tmp_path / "b", {**SMALL, "workers": 1}, seed=7, progress=False)
-    other = demo.build_demo(tmp_path / "c", {**SMALL, "workers": 2}, seed=8, progress=False)
-    assert one["files"] == two["files"]  # paths, sizes and hashes; the worker count does not matter
+    assert one["files"] == two["files"]  # paths, sizes and hashes
     for entry in one["files"]:
         assert (tmp_path / "a" / entry["path"]).read_bytes() == (tmp_path / "b" / entry["path"]).read_bytes()
-    hashes = {f["path"]: f["sha256"] for f in other["files"] if f["path"].endswith(".mp4")}
-    same_name = [f for f in one["files"] if f["path"] in hashes]
-    assert same_name and all(hashes[f["path"]] != f["sha256"] for f in same_name)
+
+
+def test_other_seed_gives_other_videos_and_splits():
+    cfg = demo.resolve_config(SMALL)
+    assert demo.make_splits(cfg, 7) != demo.make_splits(cfg, 8)
+    for vid in ("000", "001"):
+        a, b = demo.render_original(vid, cfg, 7), demo.render_original(vid, cfg, 8)
+        assert a.frames.shape == b.frames.shape
+        assert np.abs(a.frames.astype(int) - b.frames).mean() > 5
+        assert a.identity.description != b.identity.description
 
 
 def test_rebuild_replaces_stale_videos(tmp_path):

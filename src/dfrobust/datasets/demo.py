@@ -50,7 +50,7 @@ DEFAULTS: dict = {
     "fps": 24,
     "width": 320,
     "height": 240,
-    "face_size": [0.45, 0.55],
+    "face_size": [0.55, 0.65],
     "qualities": ["raw", "c23", "c40"],
     "methods": list(METHODS),
     "preset": "medium",

@@ -6,9 +6,10 @@ their FF++ namesakes they change only the face region and leave the kind of
 traces detectors learn: resampled, re-coloured or re-rendered texture without
 the camera's noise, and a blending seam.
 
-- FaceSwap: the source frame's face, warped triangle by triangle onto the
-  target's landmarks, colour-corrected and Poisson-blended (seamless clone)
-  inside the landmarks' convex hull.
+- FaceSwap: the source frame's face (the source re-filmed with the target's
+  blinks), warped triangle by triangle onto the target's landmarks,
+  colour-corrected and Poisson-blended (seamless clone) inside the
+  landmarks' convex hull.
 - Deepfakes: the source identity rendered in the target's pose and expression
   through a low-resolution bottleneck (down- then up-sampled, as an
   autoencoder's 64 px output), colour-matched and alpha-blended with a soft
@@ -22,14 +23,14 @@ the camera's noise, and a blending seam.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import cv2
 import numpy as np
 
 from dfrobust.datasets import demo_warp as W
-from dfrobust.datasets.demo_motion import Video, frame_landmarks, no_jaw_drop
+from dfrobust.datasets.demo_motion import Video, frame_landmarks, no_jaw_drop, render_video
 
 FACE_OUTLINE = np.r_[W.JAW, W.BROWS]
 LIPS = np.arange(48, 60)
@@ -107,12 +108,17 @@ def face_swap(target: Video, source: Video, rng: np.random.Generator, cfg: dict)
     onto the target landmarks, colour correction, seamless cloning."""
     mesh = W.mouth_safe_mesh(target.identity.landmarks)
     strength = rng.uniform(0.7, 1.0)
+    # the source filmed again with the target's blinks: stretching a shut eye
+    # over an open one would smear the lashes into black holes
+    expression = source.performance.expression.copy()
+    expression[:, 0] = target.performance.expression[:, 0]
+    donor = render_video(source.identity, replace(source.performance, expression=expression), target.frames.shape[1:3], rng)
     out = []
     for t, frame in enumerate(target.frames):
         region = Region.around(target.landmarks[t], frame.shape[:2])
         dst = target.landmarks[t] - region.offset
         patch = frame[region.rows, region.cols]
-        warped, inside = W.warp_image(source.frames[t], source.landmarks[t], dst, mesh, region.shape)
+        warped, inside = W.warp_image(donor.frames[t], donor.landmarks[t], dst, mesh, region.shape)
         mask = face_mask(dst, region.shape, grow=-0.02) * inside
         warped = transfer_colour(warped, patch, mask, strength, face_mask(dst, region.shape, LIPS, 0.03, 0.02))
         warped = W.paint_closed_eyes(W.paint_mouth_interior(warped, dst, closed_mouth(target, t) - region.offset), dst)

@@ -241,10 +241,10 @@ def paint_mouth_interior(image: np.ndarray, landmarks: np.ndarray, closed: np.nd
     closed_gap = float(np.mean(closed[[65, 66, 67], 1] - closed[[61, 62, 63], 1])) / max(width, 1e-6)
     teeth_strength = strength * 0.75 * float(np.clip(1 - closed_gap / 0.06, 0, 1))
     out = image.copy()
-    if teeth_strength > 0:  # upper teeth: the top quarter of the gap
-        teeth_low = top + (bottom[::-1] - top) * 0.25
+    if teeth_strength > 0:  # upper teeth: the top fifth of the gap
+        teeth_low = top + (bottom[::-1] - top) * 0.2
         teeth = polygon_mask(np.concatenate([top, teeth_low[::-1]]), shape, hull=False) * gap
-        colour = np.full_like(patch, 1.0) * np.array([205, 192, 172], np.float32)
+        colour = np.full_like(patch, 1.0) * np.array([222, 205, 178], np.float32)
         patch = blend(patch, colour, soft_mask(teeth, blur=0.7) * teeth_strength)
     out[rows, cols] = patch
     return out

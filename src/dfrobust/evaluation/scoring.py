@@ -19,17 +19,27 @@ COLUMNS = ["video_id", "manipulation", "label", "frame_index", "score"]
 
 
 def score_faces(detector, shard_paths: list[str | Path], batch_size: int = 64) -> pd.DataFrame:
-    """Fake probability of every stored face of the given shards."""
+    """Fake probability of every stored face of the given shards.
+
+    Faces of a whole shard go through the network together, so batches are
+    full (a video has only ~32 faces; per-video batches would starve a GPU).
+    """
+    import numpy as np
+
     from dfrobust.detectors.inference import predict_faces
 
     parts = []
-    for record in iter_faces(shard_paths):
-        if record.n_faces == 0:
+    for path in shard_paths:
+        records = [r for r in iter_faces([path]) if r.n_faces]
+        if not records:
             continue
-        scores = predict_faces(detector, record.crops, batch_size=batch_size)
+        scores = predict_faces(detector, np.concatenate([r.crops for r in records]), batch_size=batch_size)
         parts.append(pd.DataFrame({
-            "video_id": record.video_id, "manipulation": record.manipulation, "label": record.label,
-            "frame_index": record.frame_indices, "score": scores,
+            "video_id": np.repeat([r.video_id for r in records], [r.n_faces for r in records]),
+            "manipulation": np.repeat([r.manipulation for r in records], [r.n_faces for r in records]),
+            "label": np.repeat([r.label for r in records], [r.n_faces for r in records]),
+            "frame_index": np.concatenate([r.frame_indices for r in records]),
+            "score": scores,
         }))
     if not parts:
         raise InputError(f"{', '.join(map(str, shard_paths))}: no faces to score")

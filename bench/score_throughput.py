@@ -1,0 +1,97 @@
+"""Benchmark: the scoring stage against the bare model forward pass on the same batches.
+
+Scoring (dfrobust.evaluation.scoring.score_faces) reads face shards from disk
+(zlib-compressed npz), resizes crops to the detector's input, normalises,
+runs the network without gradients and builds the per-frame table. The
+baseline runs only `detector.predict_proba` on the same batches, already
+resized and normalised in memory. Overhead = scoring time / forward time - 1
+(target: under 15%). Device auto (CUDA when available).
+
+    python bench/score_throughput.py --detector xception --input-size 299 --crop-size 320 --faces 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfrobust.detectors.base import resize_crops, to_tensor
+from dfrobust.detectors.inference import pick_device
+from dfrobust.detectors.registry import build_detector
+from dfrobust.evaluation.scoring import score_faces
+from dfrobust.faces.store import FaceRecord, write_shard
+
+
+def make_shards(folder: Path, n_faces: int, crop: int, per_video: int = 32, per_shard: int = 25) -> list[Path]:
+    rng = np.random.default_rng(0)
+    videos = []
+    for v in range(max(1, n_faces // per_video)):
+        crops = rng.integers(0, 256, (per_video, crop, crop, 3), dtype=np.uint8)
+        videos.append(FaceRecord(
+            video_id=f"original/{v:03d}", manipulation="original", label=v % 2, crops=crops,
+            frame_indices=np.arange(per_video), boxes=np.zeros((per_video, 4), np.float32),
+            crop_boxes=np.zeros((per_video, 4), np.int32), landmarks=np.zeros((per_video, 68, 2), np.float32),
+            sampled_indices=np.arange(per_video)))
+    paths = []
+    for k in range(0, len(videos), per_shard):
+        path = folder / f"shard_{k // per_shard:03d}.npz"
+        chunk = videos[k:k + per_shard]
+        write_shard(path, chunk, [{"video_id": r.video_id, "manipulation": r.manipulation, "label": r.label,
+                                   "status": "ok"} for r in chunk], {})
+        paths.append(path)
+    return paths
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detector", default="xception")
+    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--crop-size", type=int, default=64)
+    parser.add_argument("--faces", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    device = pick_device(None)
+    detector = build_detector(args.detector, {"pretrained": False, "input_size": args.input_size}).to(device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = make_shards(Path(tmp), args.faces, args.crop_size)
+        from dfrobust.faces.store import iter_faces
+
+        crops = np.concatenate([r.crops for r in iter_faces(shards)])
+        batches = [detector.preprocess(to_tensor(resize_crops(crops[i:i + args.batch], args.input_size)).to(device))
+                   for i in range(0, len(crops), args.batch)]
+        score_faces(detector, shards[:1], args.batch)  # warm-up (allocations, cudnn)
+        forward, scoring = [], []
+        for _ in range(args.repeats):
+            sync(device)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                for x in batches:
+                    detector.predict_proba(x).float().cpu()
+            sync(device)
+            forward.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            table = score_faces(detector, shards, args.batch)
+            sync(device)
+            scoring.append(time.perf_counter() - start)
+        assert len(table) == len(crops)
+    f, s = min(forward), min(scoring)
+    print(f"{args.detector} on {device}: {len(crops)} faces, crops {args.crop_size}px -> input {args.input_size}px, "
+          f"batch {args.batch}")
+    print(f"  bare forward {len(crops) / f:8.1f} faces/s   scoring {len(crops) / s:8.1f} faces/s   "
+          f"overhead {100 * (s / f - 1):.1f}% (target < 15%)")
+
+
+if __name__ == "__main__":
+    main()
