@@ -104,3 +104,31 @@ if BASE_QUALITY not in QUALITIES:
 def distorted_shards(operation, ext="npz"):
     """The shard files of one processed copy (one per clean test shard)."""
     return [f"results/distorted/{operation}/shard_{k:03d}.{ext}" for k in range(planned_shards("test"))]
+
+
+# --- models: the rows of Table I (rules/train.smk, score.smk, report.smk) ---
+GPU_THREADS = config["resources"]["gpu"]["cpus_per_gpu"]  # what SLURM gives a GPU job, reserved locally too
+MODELS = [(m["method"], m["quality"]) for m in config["models"]]
+DETECTOR_NAMES = sorted({method for method, _ in MODELS})
+METHOD_ORDER = list(dict.fromkeys(method for method, _ in MODELS))  # table rows follow config `models`
+for _method, _quality in MODELS:
+    if _method not in config["detectors"]:
+        raise WorkflowError(f"config key 'models': detector {_method!r} has no block in 'detectors' ({sorted(config['detectors'])})")
+    if _quality not in QUALITIES:
+        raise WorkflowError(f"config key 'models': quality {_quality!r} of {_method} is not in dataset.qualities {QUALITIES}")
+
+
+def pretrained_marker(method):
+    """Training with `pretrained: true` waits for the weights to be in the local
+    cache (fetched once, on the login node: compute nodes often have no internet)."""
+    return [f"resources/pretrained/{method}.json"] if config["detectors"][method].get("pretrained") is True else []
+
+
+# each table cell: the operation's category (and sweep/level for severity sweeps)
+OPERATION_CELLS = {
+    op.name: {k: getattr(op, k) for k in ("category", "sweep", "level") if getattr(op, k) is not None}
+    for op in OPERATIONS
+}
+METRIC_FILES = [f"results/metrics/{m}/{q}/{op}.json" for m, q in MODELS for op in OPERATION_NAMES]
+SCORE_FILES = [f"results/scores/{m}/{q}/{op}.csv" for m, q in MODELS for op in OPERATION_NAMES]
+TABLE_OPERATIONS = [{"name": n, "category": OPERATION_CELLS[n].get("category", "")} for n in OPERATION_NAMES]

@@ -19,6 +19,8 @@ if IS_DEMO:
         threads: 2
         resources:
             **rule_resources("cpu"),
+        conda:
+            "../envs/dfrobust.yaml"
         script:
             "../workflow_scripts/build_demo.py"
 
@@ -36,5 +38,7 @@ rule dataset_index:
     log:
         "logs/dataset/index.log",
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/dataset_index.py"

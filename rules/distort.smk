@@ -32,6 +32,8 @@ if config["operations"]["one_decode"]:
         threads: 1
         resources:
             **rule_resources("cpu"),
+        conda:
+            "../envs/dfrobust.yaml"
         script:
             "../workflow_scripts/distort_copy.py"
 
@@ -58,6 +60,8 @@ else:
         threads: 1
         resources:
             **rule_resources("cpu"),
+        conda:
+            "../envs/dfrobust.yaml"
         script:
             "../workflow_scripts/distort_copy.py"
 
@@ -74,6 +78,8 @@ rule distorted:
     log:
         "logs/distorted/summary.log",
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/distorted_summary.py"
 
@@ -93,5 +99,7 @@ rule operations_figure:
     benchmark:
         "benchmarks/figures/operations.tsv"
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/operations_figure.py"

@@ -19,6 +19,8 @@ rule extract_faces:
     threads: 1
     resources:
         **rule_resources("cpu"),
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/extract_faces.py"
 
@@ -32,5 +34,7 @@ rule faces:
     log:
         "logs/faces/summary.log",
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/faces_summary.py"

@@ -1,9 +1,5 @@
 # Table I, figures and the HTML report.
 
-METRIC_FILES = [f"results/metrics/{m}/{q}/{op}.json" for m, q in MODELS for op in OPERATION_NAMES]
-SCORE_FILES = [f"results/scores/{m}/{q}/{op}.csv" for m, q in MODELS for op in OPERATION_NAMES]
-METHOD_ORDER = list(dict.fromkeys(method for method, _ in MODELS))  # rows follow config `models`
-TABLE_OPERATIONS = [{"name": n, "category": OPERATION_CELLS[n].get("category", "")} for n in OPERATION_NAMES]
 
 
 rule table1:
@@ -24,6 +20,8 @@ rule table1:
     log:
         "logs/report/table1.log",
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/table1.py"
 
@@ -46,5 +44,7 @@ rule figures:
     log:
         "logs/report/figures.log",
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/figures.py"

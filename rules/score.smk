@@ -1,16 +1,6 @@
 # Scoring and metrics: one job per (detector, training quality, operation).
 
 
-def _op(op, key, default=None):
-    return op.get(key, default) if isinstance(op, dict) else getattr(op, key, default)
-
-
-OPERATION_CELLS = {
-    _op(op, "name"): {k: _op(op, k) for k in ("category", "sweep", "level") if _op(op, k) is not None}
-    for op in OPERATIONS
-}
-
-
 rule score:
     """Run one trained model on every face of one test copy (one row per frame)."""
     input:
@@ -30,6 +20,8 @@ rule score:
     threads: 1
     resources:
         **rule_resources("gpu"),
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/score.py"
 
@@ -51,5 +43,7 @@ rule metrics:
         method="|".join(DETECTOR_NAMES) or "none",
         operation=OPERATION_RE,
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/metrics.py"

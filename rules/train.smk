@@ -1,14 +1,5 @@
 # Training: one model per (detector, training quality) listed in config `models`.
 
-GPU_THREADS = config["resources"]["gpu"]["cpus_per_gpu"]  # what SLURM gives a GPU job, reserved locally too
-MODELS = [(m["method"], m["quality"]) for m in config["models"]]
-DETECTOR_NAMES = sorted({method for method, _ in MODELS})
-
-
-def model_dir(method, quality):
-    return f"results/models/{method}/{quality}"
-
-
 rule train:
     """Train one detector on the train faces of one quality; select the epoch on
     val (never test); checkpoint every epoch and resume after a restart."""
@@ -39,14 +30,10 @@ rule train:
     threads: GPU_THREADS
     resources:
         **rule_resources("gpu"),
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/train.py"
-
-
-def pretrained_marker(method):
-    """Training with `pretrained: true` waits for the weights to be in the local
-    cache (fetched once, on the login node: compute nodes often have no internet)."""
-    return [f"resources/pretrained/{method}.json"] if config["detectors"][method].get("pretrained") is True else []
 
 
 rule fetch_pretrained:
@@ -58,6 +45,8 @@ rule fetch_pretrained:
     log:
         "logs/pretrained/{method}.log",
     localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/fetch_pretrained.py"
 
@@ -65,4 +54,4 @@ rule fetch_pretrained:
 rule models:
     """Every model of Table I's rows."""
     input:
-        [f"{model_dir(m, q)}/weights.pt" for m, q in MODELS],
+        [f"results/models/{m}/{q}/weights.pt" for m, q in MODELS],
