@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--size", default="720", help="upscale to this height first, keeping the aspect ratio ('' to keep)")
     parser.add_argument("--length", type=int, default=400, help="loop each clip to this many frames (FF++ clips average ~500)")
+    parser.add_argument("--no-track", action="store_true", help="full-frame detection in every frame (faces.track: false)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
 
@@ -100,6 +101,8 @@ def main() -> None:
     if not sources:
         raise SystemExit(f"{args.videos}: no .mp4 files")
     # models are loaded once per job in both ways (the 68-point predictor alone takes ~0.7 s)
+    if args.no_track:
+        FACES_CFG["track"] = False
     finder = FaceFinder.from_config(FACES_CFG)
     plain_detector, plain_landmarks = DlibHogDetector(upsample=1), LandmarkPredictor()
     rows = []

@@ -304,8 +304,8 @@ def test_predict_faces_is_batched_deterministic_and_round_trips(tmp_path, faces)
 # From scratch at 32 px, so with learning rates above the paper's fine-tuning values;
 # SBI's SAM wraps Adam here (SGD from scratch needs hundreds of steps).
 OVERFIT = {
-    "xception": ({"drop_rate": 0.0}, 10),
-    "capsule": ({"optimizer": {"lr": 2e-2}, "routing_dropout": 0.0, "routing_noise": 0.0}, 25),
+    "xception": ({"drop_rate": 0.0}, 8),
+    "capsule": ({"optimizer": {"lr": 2e-2}, "routing_dropout": 0.0, "routing_noise": 0.0}, 16),
     "sbi": ({"optimizer": {"base": "adam", "lr": 3e-3}, "drop_rate": 0.0, "drop_path_rate": 0.0}, 10),
 }
 

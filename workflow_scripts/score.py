@@ -6,10 +6,13 @@ sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobus
 from pathlib import Path
 
 from dfrobust.evaluation.scoring import score_copy
+import torch
+
 from dfrobust.gpu import claim_gpu
 from dfrobust.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+torch.set_num_threads(max(1, sm.threads))  # no more CPU threads than the job was given
 claim_gpu()  # one GPU per job on multi-GPU workstations; a no-op under SLURM or without GPUs
 run_logged(
     sm.log[0], score_copy, Path(sm.input.model).parent, list(sm.input.faces), sm.output[0],

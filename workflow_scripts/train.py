@@ -5,12 +5,15 @@ from pathlib import Path as _Path  # noqa: E402
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from pathlib import Path
 
+import torch
+
 from dfrobust.gpu import claim_gpu
 from dfrobust.runlog import run_logged
 from dfrobust.seeding import derive_seed
 from dfrobust.training import train
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+torch.set_num_threads(max(1, sm.threads))  # no more CPU threads than the job was given
 claim_gpu()  # one GPU per job on multi-GPU workstations; a no-op under SLURM or without GPUs
 method, quality = sm.wildcards.method, sm.wildcards.quality
 run_logged(
