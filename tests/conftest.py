@@ -81,3 +81,19 @@ def ffpp_tree(tmp_path) -> Path:
 def _quiet_threads():
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     yield
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake (dry) run ({} when nothing is to be done)."""
+    import re
+
+    counts: dict[str, int] = {}
+    if "Job stats:" not in output:
+        return counts
+    for line in output.split("Job stats:", 1)[1].splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    counts.pop("total", None)
+    return counts

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SMALL_PAIRS, make_ffpp_tree
+from conftest import REPO, SMALL_PAIRS, job_counts, make_ffpp_tree
 
 TARGET = "results/distorted/summary.csv"
 N_SHARDS = 3  # 10 test videos (2 originals + 4 methods x 2 fakes), 4 per shard
@@ -22,21 +22,6 @@ def snakemake(workdir: Path, *args: str) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run ({} when nothing is to be done)."""
-    counts = {}
-    if "Job stats:" not in output:
-        return counts
-    table = output.split("Job stats:", 1)[1]
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match[1]] = int(match[2])
-    counts.pop("total", None)
-    return counts
 
 
 def outputs_of(output: str) -> list[str]:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SMALL_PAIRS, make_ffpp_tree
+from conftest import REPO, SMALL_PAIRS, job_counts, make_ffpp_tree
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
@@ -25,19 +25,6 @@ def run(workdir: Path, *args: str, check: bool = True, timeout: int = 1500) -> s
     if check:
         assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return proc
-
-
-def job_counts(output: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    if "Job stats:" not in output:
-        return counts
-    for line in output.split("Job stats:", 1)[1].splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match[1]] = int(match[2])
-    counts.pop("total", None)
-    return counts
 
 
 def workdir_with(tmp_path: Path, config: dict | Path) -> Path:

@@ -136,29 +136,12 @@ def read_frames(
     after selection (e.g. a downscale for detection). `size` is (w, h) of the
     output when the filters change it.
     """
-    exe = exe or find_ffmpeg()
-    info = info or probe(path, exe)
-    chain = []
-    if indices is not None:
-        indices = list(indices)
-        if not indices:
-            return np.zeros((0, info.height, info.width, 3), np.uint8)
-        chain.append(select_filter(indices))
-    chain.extend(filters)
-    width, height = size or (info.width, info.height)
-    cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", str(threads), "-i", str(path)]
-    if chain:
-        cmd += ["-vf", ",".join(chain)]
-    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        raise _fail(path, proc.stderr.decode(errors="replace"), "decoding failed")
-    frame_bytes = width * height * 3
-    n = len(proc.stdout) // frame_bytes
-    expected = len(indices) if indices is not None else info.n_frames
-    if n != expected or len(proc.stdout) % frame_bytes:
-        raise InputError(f"{path}: decoded {n} frames, expected {expected} (truncated or corrupt video)")
-    return np.frombuffer(proc.stdout, np.uint8).reshape(n, height, width, 3)
+    info = info or probe(path, exe or find_ffmpeg())
+    frames = list(iter_frames(path, indices, exe, info, filters, size, threads))
+    if not frames:
+        width, height = size or (info.width, info.height)
+        return np.zeros((0, height, width, 3), np.uint8)
+    return np.stack(frames)
 
 
 def iter_frames(
