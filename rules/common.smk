@@ -32,21 +32,24 @@ wildcard_constraints:
     shard=r"\d{3}",
 
 
-def planned_videos_count(split):
-    """Number of videos of a split, known before any job runs (this is what
+def planned_videos_count():
+    """Number of videos per split, known before any job runs (this is what
     lets a dry run list every face job, for the demo as for FF++)."""
     if IS_DEMO:
-        pairs = config["demo"]["pairs"][split]
-        return 2 * pairs * (1 + len(DATASET["methods"]))
+        return {split: 2 * config["demo"]["pairs"][split] * (1 + len(DATASET["methods"])) for split in SPLITS}
     try:
         splits = ffpp.read_splits(ffpp.splits_dir_of(DATASET))
     except InputError as error:
         raise WorkflowError(str(error)) from None
-    return len(ffpp.split_videos(splits[split], DATASET["methods"], split))
+    return {split: len(ffpp.split_videos(splits[split], DATASET["methods"], split)) for split in SPLITS}
+
+
+# planned once at parse time: input functions ask for it for every job
+PLANNED_SHARDS = {split: ffpp.n_shards(count, FACES["shard_size"]) for split, count in planned_videos_count().items()}
 
 
 def planned_shards(split):
-    return ffpp.n_shards(planned_videos_count(split), FACES["shard_size"])
+    return PLANNED_SHARDS[split]
 
 
 def face_shards(quality, split, ext="npz"):

@@ -1,9 +1,8 @@
 """Snakemake script: build the embedded demo dataset."""
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 
 from dfrobust.datasets.demo import build_demo
 from dfrobust.runlog import run_logged

@@ -1,8 +1,8 @@
 """Snakemake script: index the dataset and report what is missing."""
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
+import sys
+from pathlib import Path
 
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.datasets.index import write_index
 from dfrobust.runlog import run_logged
 

@@ -1,9 +1,9 @@
 """Snakemake script: the processed copy of one clean test shard under one operation
 (or under every operation at once, with operations.one_decode)."""
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
+import sys
+from pathlib import Path
 
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.provenance import collect
 from dfrobust.runlog import run_logged
 from dfrobust.video.distort import distort_shard

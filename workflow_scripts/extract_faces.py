@@ -1,13 +1,16 @@
 """Snakemake script: faces of one (quality, split, shard)."""
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
+import sys
+from pathlib import Path
 
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.faces.stage import run_face_shard
+from dfrobust.provenance import collect
 from dfrobust.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+provenance = collect({"faces": sm.params.faces, "ffmpeg": sm.params.ffmpeg}, [sm.input.index], seed=None,
+                     extra={"rule": sm.rule})
 run_logged(
     sm.log[0], run_face_shard, sm.input.index, sm.wildcards.quality, sm.wildcards.split, int(sm.wildcards.shard),
-    sm.params.planned_shards, sm.params.faces, sm.params.ffmpeg, sm.output.npz,
+    sm.params.planned_shards, sm.params.faces, sm.params.ffmpeg, sm.output.npz, provenance=provenance,
 )

@@ -1,8 +1,8 @@
 """Snakemake script: fetch one detector's pretrained weights into the local cache."""
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
+import sys
+from pathlib import Path
 
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.detectors.pretrained import fetch_pretrained
 from dfrobust.runlog import run_logged
 

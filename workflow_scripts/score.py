@@ -1,13 +1,12 @@
 """Snakemake script: score one test copy with one trained model."""
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+import sys
 from pathlib import Path
 
-from dfrobust.evaluation.scoring import score_copy
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 
+import torch  # noqa: E402
+
+from dfrobust.evaluation.scoring import score_copy
 from dfrobust.gpu import claim_gpu
 from dfrobust.runlog import run_logged
 

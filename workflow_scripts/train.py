@@ -1,11 +1,10 @@
 """Snakemake script: train one (detector, quality) model, resuming from its checkpoint."""
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+import sys
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+
+import torch  # noqa: E402
 
 from dfrobust.gpu import claim_gpu
 from dfrobust.runlog import run_logged

@@ -34,10 +34,11 @@ def score_faces(detector, shard_paths: list[str | Path], batch_size: int = 64) -
         if not records:
             continue
         scores = predict_faces(detector, np.concatenate([r.crops for r in records]), batch_size=batch_size)
+        counts = [r.n_faces for r in records]
         parts.append(pd.DataFrame({
-            "video_id": np.repeat([r.video_id for r in records], [r.n_faces for r in records]),
-            "manipulation": np.repeat([r.manipulation for r in records], [r.n_faces for r in records]),
-            "label": np.repeat([r.label for r in records], [r.n_faces for r in records]),
+            "video_id": np.repeat([r.video_id for r in records], counts),
+            "manipulation": np.repeat([r.manipulation for r in records], counts),
+            "label": np.repeat([r.label for r in records], counts),
             "frame_index": np.concatenate([r.frame_indices for r in records]),
             "score": scores,
         }))

@@ -22,7 +22,7 @@ import numpy as np
 from dfrobust.errors import InputError
 from dfrobust.faces.detect import FaceDetector, LandmarkPredictor, make_detector
 from dfrobust.faces.geometry import largest, square_crop_box
-from dfrobust.faces.store import FaceRecord, empty_record
+from dfrobust.faces.store import FaceRecord, record_from_faces
 from dfrobust.video import ffmpeg
 
 
@@ -111,37 +111,22 @@ def crop_face(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, crop_sc
     return crop, cbox.astype(np.int32), lms.astype(np.float32)
 
 
-def faces_from_frames(
-    frames, indices: np.ndarray, finder: FaceFinder, crop_scale: float, crop_size: int,
-    boxes: dict[int, np.ndarray] | None = None,
-):
-    """Crop the faces of an iterable of frames.
+def faces_from_frames(frames, indices: np.ndarray, finder: FaceFinder, crop_scale: float, crop_size: int) -> list[tuple]:
+    """Find and crop the face of each frame (tracking from the previous face).
 
-    With `boxes` (frame index -> detector box, e.g. reused from the clean video
-    and carried through an operation's geometry) nothing is detected; frames
-    without a box count as missed.
-    Returns (crops, frame indices, boxes, crop boxes, landmarks, sizes (h, w)).
+    Returns one (frame index, box, crop box, landmarks in crop pixels, crop)
+    tuple per frame with a face; frames without one are left out (missed).
     """
-    out = {"crops": [], "frame_indices": [], "boxes": [], "crop_boxes": [], "landmarks": []}
+    faces = []
     previous = None
-    size = None
     for index, frame in zip(indices, frames):
-        size = frame.shape[:2]
-        if boxes is not None:
-            box = boxes.get(int(index))
-        else:
-            box = finder.find(frame, previous)
+        box = finder.find(frame, previous)
         if box is None:
             continue
         previous = box
-        lms = finder.landmarks(frame, box)
-        crop, cbox, lms_crop = crop_face(frame, box, lms, crop_scale, crop_size)
-        out["crops"].append(crop)
-        out["frame_indices"].append(int(index))
-        out["boxes"].append(np.asarray(box, np.float32))
-        out["crop_boxes"].append(cbox)
-        out["landmarks"].append(lms_crop)
-    return out, size
+        crop, cbox, lms_crop = crop_face(frame, box, finder.landmarks(frame, box), crop_scale, crop_size)
+        faces.append((int(index), np.asarray(box, np.float32), cbox, lms_crop, crop))
+    return faces
 
 
 def extract_video(
@@ -153,17 +138,9 @@ def extract_video(
     info = ffmpeg.probe(path, exe)
     indices = ffmpeg.even_sample(info.n_frames, n_samples)
     frames = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=cfg.get("threads", 1))
-    found, _ = faces_from_frames(frames, indices, finder, cfg["crop_scale"], cfg["crop_size"])
-    n_found = len(found["frame_indices"])
-    if n_found:
-        record = FaceRecord(
-            video_id=video_id, manipulation=manipulation, label=label,
-            crops=np.stack(found["crops"]), frame_indices=np.asarray(found["frame_indices"], np.int64),
-            boxes=np.stack(found["boxes"]), crop_boxes=np.stack(found["crop_boxes"]),
-            landmarks=np.stack(found["landmarks"]), sampled_indices=indices,
-        )
-    else:
-        record = empty_record(video_id, manipulation, label, cfg["crop_size"], indices)
+    faces = faces_from_frames(frames, indices, finder, cfg["crop_scale"], cfg["crop_size"])
+    record = record_from_faces(video_id, manipulation, label, faces, indices, cfg["crop_size"])
+    n_found = record.n_faces
     meta = {
         "video_id": video_id, "manipulation": manipulation, "label": int(label), "path": str(path),
         "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,

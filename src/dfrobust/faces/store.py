@@ -74,6 +74,21 @@ def empty_record(video_id: str, manipulation: str, label: int, crop_size: int, s
     )
 
 
+def record_from_faces(video_id: str, manipulation: str, label: int, faces: list[tuple], sampled: np.ndarray,
+                      crop_size: int) -> FaceRecord:
+    """A record from per-face tuples (frame index, box, crop box, landmarks, crop),
+    as the face stage and the test copies collect them; no faces -> empty record."""
+    if not faces:
+        return empty_record(video_id, manipulation, label, crop_size, sampled)
+    index, boxes, crop_boxes, landmarks, crops = zip(*faces)
+    return FaceRecord(
+        video_id=video_id, manipulation=manipulation, label=label, crops=np.stack(crops),
+        frame_indices=np.asarray(index, np.int64), boxes=np.stack(boxes).astype(np.float32),
+        crop_boxes=np.stack(crop_boxes), landmarks=np.stack(landmarks),
+        sampled_indices=np.asarray(sampled, np.int64),
+    )
+
+
 def write_shard(npz_path: str | Path, records: list[FaceRecord], videos_meta: list[dict], shard_meta: dict) -> None:
     """Write the faces of a shard (npz) and its summary (json), each atomically.
 

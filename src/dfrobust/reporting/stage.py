@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dfrobust.io import read_json
+from dfrobust.io import read_json, write_text
 from dfrobust.reporting.tables import score_files, write_pairwise_delong, write_table1
 from dfrobust.runlog import log
 
 
-def make_table1(metric_paths, score_paths, operations, report_cfg, methods, csv, md, tex, ci_csv, delong_csv=None):
-    """Table I (csv/md/tex), its intervals and, when asked, pairwise DeLong tests."""
+def make_table1(metric_paths, score_paths, operations, report_cfg, methods, csv, md, tex, ci_csv, delong_csv):
+    """Table I (csv/md/tex), its intervals and the pairwise DeLong tests
+    (a one-line note in their place when report.delong is false)."""
     records = [read_json(p) for p in metric_paths]
     table = write_table1(records, operations, csv=csv, md=md, tex=tex, ci_csv=ci_csv, config=report_cfg, methods=methods)
     log(f"Table I: {table.shape[0]} rows x {table.shape[1] - 1} operations (+ average) from {len(records)} metric files")
-    if delong_csv:
+    if report_cfg.get("delong", True):
         write_pairwise_delong(score_files(score_paths), delong_csv)
+    else:
+        write_text(delong_csv, "# DeLong tests disabled (report.delong: false)\n")
     return table
 
 

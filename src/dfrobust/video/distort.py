@@ -28,7 +28,7 @@ import pandas as pd
 
 from dfrobust.errors import InputError
 from dfrobust.faces.extract import FaceFinder, crop_face
-from dfrobust.faces.store import FaceRecord, FaceShard, write_shard
+from dfrobust.faces.store import FaceRecord, FaceShard, record_from_faces, write_shard
 from dfrobust.io import atomic_path
 from dfrobust.runlog import log as default_log
 from dfrobust.video import ffmpeg
@@ -224,12 +224,8 @@ class CopyFaces:
     def record(self) -> FaceRecord | None:
         if not self.found:
             return None
-        index, boxes, cboxes, lms, crops = zip(*self.found)
-        return FaceRecord(
-            video_id=self.clean.video_id, manipulation=self.clean.manipulation, label=self.clean.label,
-            crops=np.stack(crops), frame_indices=np.asarray(index, np.int64), boxes=np.stack(boxes),
-            crop_boxes=np.stack(cboxes), landmarks=np.stack(lms), sampled_indices=np.asarray(self.clean.sampled_indices, np.int64),
-        )
+        return record_from_faces(self.clean.video_id, self.clean.manipulation, self.clean.label, self.found,
+                                 self.clean.sampled_indices, self.cfg["crop_size"])
 
 
 # --- one shard --------------------------------------------------------------------

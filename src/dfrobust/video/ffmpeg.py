@@ -157,10 +157,11 @@ def iter_frames(
     pipe, so 100 full-HD frames never sit in memory together."""
     exe = exe or find_ffmpeg()
     info = info or probe(path, exe)
-    chain = [select_filter(indices)] if indices is not None else []
-    chain.extend(filters)
-    if indices is not None and not list(indices):
-        return
+    if indices is not None:
+        indices = [int(i) for i in indices]  # any sequence or iterator, read once
+        if not indices:
+            return
+    chain = ([select_filter(indices)] if indices is not None else []) + list(filters)
     width, height = size or (info.width, info.height)
     cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", str(threads), "-i", str(path)]
     if chain:
