@@ -5,7 +5,7 @@
 #
 # The DAG: dataset index -> faces (quality x split x shard) -> train (method x
 # quality) / distorted test copies (operation x shard) -> scores -> metrics ->
-# results/table1.csv. Config is validated against config/schema/ at start.
+# results/table1.csv. Config is validated against src/dfrobust/core/schema/ at start.
 
 from snakemake.utils import min_version
 

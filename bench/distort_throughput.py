@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import moving_face_frames  # noqa: E402
 
 from dfrobust.config import validate_config  # noqa: E402
-from dfrobust.video import ffmpeg  # noqa: E402
-from dfrobust.video.distort import distort_video  # noqa: E402
-from dfrobust.video.operations import chain_output_size, expand_operations  # noqa: E402
+from dfrobust.media import ffmpeg  # noqa: E402
+from dfrobust.media.distortion import distort_video  # noqa: E402
+from dfrobust.media.operations import chain_output_size, expand_operations  # noqa: E402
 
 
 def make_videos(folder: Path, count: int, width: int, height: int, frames: int) -> list[Path]:

@@ -3,7 +3,7 @@
 The straightforward way (as DeepfakeBench does it): decode every frame with
 OpenCV, run dlib's HOG detector with upsampling 1 on each sampled
 full-resolution frame, take the largest face, 68 landmarks, 1.3x crop, one
-PNG per face. Ours: dfrobust.faces.extract.extract_video (ffmpeg decodes once
+PNG per face. Ours: dfrobust.media.faces.extract_video (ffmpeg decodes once
 and converts only sampled frames; pyramid-aligned detection on a small
 tracking window) + writing the shard.
 
@@ -28,11 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfrobust.faces.detect import DlibHogDetector, LandmarkPredictor
-from dfrobust.faces.extract import FaceFinder, crop_face, extract_video
-from dfrobust.faces.geometry import iou, largest
-from dfrobust.faces.store import write_shard
-from dfrobust.video import ffmpeg
+from dfrobust.media.detect import DlibHogDetector, LandmarkPredictor
+from dfrobust.media.faces import FaceFinder, crop_face
+from dfrobust.stages.faces import extract_video
+from dfrobust.media.geometry import iou, largest
+from dfrobust.media.store import write_shard
+from dfrobust.media import ffmpeg
 
 FACES_CFG = dict(detector="dlib_hog", upsample=0, detect_max_side=640, track=True, track_face_px=160,
                  fallback_upsample=1, crop_scale=1.3, crop_size=256, frames={"test": 32}, min_faces=1, threads=1)
@@ -78,8 +79,9 @@ def straightforward(path: Path, n: int, out_dir: Path, detector, landmarks) -> t
 def ours(path: Path, n: int, out_dir: Path, exe: str, finder: FaceFinder) -> tuple[float, dict[int, np.ndarray]]:
     start = time.perf_counter()
     cfg = {**FACES_CFG, "frames": {"test": n}}
-    record, meta = extract_video(path, "v", "original", 0, n, finder, cfg, exe)
-    write_shard(out_dir / "shard.npz", [record], [{**meta, "status": "ok"}], {})
+    video = {"video_id": "v", "manipulation": "original", "label": 0, "path": str(path)}
+    record, fields = extract_video(video, n, finder, cfg, exe)
+    write_shard(out_dir / "shard.npz", [record], [{**video, **fields, "status": "ok"}], {})
     return time.perf_counter() - start, dict(zip(record.frame_indices.tolist(), record.boxes))
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the scoring stage against the bare model forward pass on the same batches.
 
-Scoring (dfrobust.evaluation.scoring.score_faces) reads face shards from disk
+Scoring (dfrobust.stages.score.score_faces) reads face shards from disk
 (zlib-compressed npz), resizes crops to the detector's input, normalises,
 runs the network without gradients and builds the per-frame table. The
 baseline runs only `detector.predict_proba` on the same batches, already
@@ -23,8 +23,8 @@ import torch
 from dfrobust.detectors.base import resize_crops, to_tensor
 from dfrobust.detectors.inference import pick_device
 from dfrobust.detectors.registry import build_detector
-from dfrobust.evaluation.scoring import score_faces
-from dfrobust.faces.store import FaceRecord, write_shard
+from dfrobust.stages.score import score_faces
+from dfrobust.media.store import FaceRecord, write_shard
 
 
 def make_shards(folder: Path, n_faces: int, crop: int, per_video: int = 32, per_shard: int = 25) -> list[Path]:
@@ -66,7 +66,7 @@ def main() -> None:
     detector = build_detector(args.detector, {"pretrained": False, "input_size": args.input_size}).to(device).eval()
     with tempfile.TemporaryDirectory() as tmp:
         shards = make_shards(Path(tmp), args.faces, args.crop_size)
-        from dfrobust.faces.store import iter_faces
+        from dfrobust.media.store import iter_faces
 
         crops = np.concatenate([r.crops for r in iter_faces(shards)])
         batches = [detector.preprocess(to_tensor(resize_crops(crops[i:i + args.batch], args.input_size)).to(device))

@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from dfrobust.config import validate_config
 from dfrobust.datasets import ffpp
-from dfrobust.errors import InputError
+from dfrobust.core.errors import InputError
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -27,8 +27,8 @@ if not IS_DEMO and not Path(DATASET_ROOT).is_dir():
     raise WorkflowError(f"{DATASET_ROOT}: dataset directory does not exist (config key 'dataset.root')")
 
 wildcard_constraints:
-    quality="raw|c23|c40",
-    split="train|val|test",
+    quality="|".join(ffpp.QUALITIES),
+    split="|".join(ffpp.SPLITS),
     shard=r"\d{3}",
 
 
@@ -65,7 +65,7 @@ def dataset_inputs(wildcards=None):
 
 def rule_resources(family):
     """What a job of `family` ("cpu" or "gpu") asks the batch system for, from
-    config `resources` (config/schema/resources.yaml, docs/cluster.md). Use as
+    config `resources` (src/dfrobust/core/schema/resources.yaml, docs/cluster.md). Use as
 
         resources: **rule_resources("gpu")
 
@@ -88,13 +88,14 @@ def rule_resources(family):
 # --- operations: the processed copies of the test set (rules/distort.smk) ---
 import re as _re
 
-from dfrobust.video.operations import expand_operations
+from dfrobust.media.operations import expand_operations
 
 try:
     OPERATIONS = expand_operations(config["operations"])
 except InputError as _error:
     raise WorkflowError(str(_error)) from None
 OPERATION_PARAMS = {op.name: op.params() for op in OPERATIONS}
+KEPT_OPERATIONS = [op.name for op in OPERATIONS if op.keep_videos]  # their full videos are outputs too
 OPERATION_NAMES = list(OPERATION_PARAMS)
 OPERATION_RE = "|".join(_re.escape(name) for name in OPERATION_NAMES)
 BASE_QUALITY = config["operations"]["base_quality"]
@@ -102,6 +103,11 @@ if BASE_QUALITY not in QUALITIES:
     raise WorkflowError(
         f"config key 'operations.base_quality': {BASE_QUALITY!r} is not one of dataset.qualities {QUALITIES}"
     )
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (never the empty string)."""
+    return "|".join(_re.escape(name) for name in names) or "(?!)"
 
 
 def distorted_shards(operation, ext="npz"):

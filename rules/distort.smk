@@ -21,8 +21,10 @@ if config["operations"]["one_decode"]:
         output:
             npz=[f"results/distorted/{name}/shard_{{shard}}.npz" for name in OPERATION_NAMES],
             json=[f"results/distorted/{name}/shard_{{shard}}.json" for name in OPERATION_NAMES],
+            videos=[directory(f"results/distorted_videos/{name}/shard_{{shard}}") for name in KEPT_OPERATIONS],
         params:
             operations=list(OPERATION_PARAMS.values()),
+            kept=KEPT_OPERATIONS,
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         log:
@@ -52,7 +54,7 @@ else:
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         wildcard_constraints:
-            operation=OPERATION_RE,
+            operation=names_regex(set(OPERATION_NAMES) - set(KEPT_OPERATIONS)),
         log:
             "logs/distorted/{operation}/shard_{shard}.log",
         benchmark:
@@ -64,6 +66,20 @@ else:
             "../envs/dfrobust.yaml"
         script:
             "../workflow_scripts/distort_copy.py"
+
+    use rule distort_copy as distort_copy_kept with:
+        """The same for an operation with keep_videos: its full processed videos are an output too."""
+        output:
+            npz="results/distorted/{operation}/shard_{shard}.npz",
+            json="results/distorted/{operation}/shard_{shard}.json",
+            videos=directory("results/distorted_videos/{operation}/shard_{shard}"),
+        params:
+            operation=lambda wc: OPERATION_PARAMS[wc.operation],
+            kept=lambda wc: [wc.operation],
+            faces=FACES,
+            ffmpeg=config["ffmpeg"],
+        wildcard_constraints:
+            operation=names_regex(KEPT_OPERATIONS),
 
 
 rule distorted:

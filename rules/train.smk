@@ -55,3 +55,11 @@ rule models:
     """Every model of Table I's rows."""
     input:
         [f"results/models/{m}/{q}/weights.pt" for m, q in MODELS],
+
+
+rule pretrained:
+    """Fetch the ImageNet weights of every model's detector with `pretrained: true`
+    (run it where the internet is reachable, e.g. a login node)."""
+    input:
+        sorted({marker for method, _ in MODELS for marker in pretrained_marker(method)}),
+    localrule: True

@@ -38,7 +38,7 @@ def moving_face_frames(n: int = 20, size=(320, 240), shift: int = 2) -> list[np.
 
 @pytest.fixture(scope="session")
 def face_video(tmp_path_factory) -> Path:
-    from dfrobust.video.ffmpeg import write_video
+    from dfrobust.media.ffmpeg import write_video
 
     path = tmp_path_factory.mktemp("videos") / "face.mp4"
     write_video(path, moving_face_frames(), fps=25, crf=18)

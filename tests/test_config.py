@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from dfrobust.config import load_config, validate_config
-from dfrobust.errors import InputError
+from dfrobust.core.errors import InputError
 
 from conftest import REPO
 
@@ -55,7 +55,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 
 def test_schema_documents_every_key():
     """Every property in every schema file has a description or is self-evident (leaf of frames)."""
-    for path in (REPO / "config" / "schema").glob("*.yaml"):
+    for path in (REPO / "src" / "dfrobust" / "core" / "schema").glob("*.yaml"):
         schema = yaml.safe_load(path.read_text())
         for key, sub in schema.get("properties", {}).items():
             assert "description" in sub or "$ref" in sub, f"{path.name}: {key} has no description"

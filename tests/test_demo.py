@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from dfrobust.datasets import demo
-from dfrobust.errors import InputError
-from dfrobust.faces.detect import DlibHogDetector
-from dfrobust.io import sha256_file
-from dfrobust.video.ffmpeg import probe, read_frames
+from dfrobust.core.config import load_schemas, resolve_ref
+from dfrobust.core.errors import InputError
+from dfrobust.media.detect import DlibHogDetector
+from dfrobust.core.io import sha256_file
+from dfrobust.media.ffmpeg import probe, read_frames
 
 TINY = {"pairs": {"train": 2, "val": 1, "test": 1}, "n_frames": 12, "workers": 2}
 SMALL = {
@@ -24,7 +25,7 @@ SMALL = {
     "qualities": ["raw", "c40"],
     "methods": ["Deepfakes", "FaceSwap"],
 }
-SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema" / "demo.yaml"
+SCHEMA = Path(__file__).resolve().parents[1] / "src" / "dfrobust" / "core" / "schema" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -204,18 +205,20 @@ def test_photo_without_a_face_is_a_clear_error(tmp_path):
         load_photo("nothing", tmp_path / "nothing.png")
 
 
-def test_schema_defaults_match_the_code():
+def test_schema_is_the_one_source_of_the_demo_defaults():
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = load_schemas()[1]["demo"]
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == set(demo.DEFAULTS)
+    defaults = demo.resolve_config({})
+    assert set(schema["properties"]) == set(defaults)
     for key, prop in schema["properties"].items():
+        prop = resolve_ref(prop, schema)
         assert prop["description"] and "default" in prop, key
-        assert prop["default"] == demo.DEFAULTS[key], key
+        assert prop["default"] == defaults[key], key
     for key, prop in schema["properties"]["pairs"]["properties"].items():
-        assert prop["description"] and prop["default"] == demo.DEFAULTS["pairs"][key]
-    jsonschema.validate(demo.DEFAULTS, schema)
+        assert prop["description"] and prop["default"] == defaults["pairs"][key]
+    jsonschema.validate(defaults, schema)
     jsonschema.validate(TINY, schema)
     assert set(demo.DEFAULT_METHODS) == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}

@@ -9,13 +9,14 @@ import torch
 import yaml
 from torch import nn
 
-from dfrobust.detectors import available_detectors, build_detector, detector_class, load_trained, predict_faces, register, resize_crops, resolve_config
+from dfrobust.detectors import (available_detectors, build_detector, config_schema, detector_class, load_trained,
+                                predict_faces, register, resize_crops, resolve_config)
 from dfrobust.detectors.base import Detector, to_tensor
 from dfrobust.detectors.capsule import DynamicRouting, PrimaryCapsules, squash
 from dfrobust.detectors.inference import save_weights
 from dfrobust.detectors.sbi import SelfBlendFaces
 from dfrobust.detectors.sbi_blend import BLEND_RATIOS, hflip, self_blend
-from dfrobust.errors import InputError
+from dfrobust.core.errors import InputError
 from dfrobust.training import SAM, train_step
 from dfrobust.training.data import FacePool
 from dfrobust.training.optim import build_optimizer
@@ -93,12 +94,13 @@ def test_a_new_detector_is_one_registered_class():
 
 
 def _schema():
-    return yaml.safe_load((REPO / "config" / "schema" / "detectors.yaml").read_text())
+    return config_schema()
 
 
 def _schema_defaults(node):
+    """The defaults a schema fills in (settings without one stay unset)."""
     if node.get("type") == "object":
-        return {k: _schema_defaults(v) for k, v in node["properties"].items()}
+        return {k: _schema_defaults(v) for k, v in node["properties"].items() if "default" in v or "properties" in v}
     return node["default"]
 
 
@@ -115,7 +117,9 @@ def test_schema_block_has_the_class_defaults(name):
 def test_schema_accepts_the_documented_blocks_and_rejects_typos():
     import jsonschema
 
-    schema = _schema()
+    from dfrobust.core.config import with_definitions
+
+    schema = with_definitions(_schema())
     validator = jsonschema.Draft202012Validator(schema)
     demo = {"xception": {"input_size": 64, "pretrained": False, "epochs": 3, "batch_size": 32, "frames_per_video": 8,
                          "val_frames_per_video": 4},
@@ -124,6 +128,18 @@ def test_schema_accepts_the_documented_blocks_and_rejects_typos():
     assert list(validator.iter_errors({"xception": {"epoch": 3}}))
     assert list(validator.iter_errors({"capsule": {"optimizer": {"name": "rmsprop"}}}))
     assert list(validator.iter_errors({"effnet": {}}))
+
+
+def test_a_detector_module_with_defaults_only_is_accepted_by_config_validation():
+    """No schema edit: the new class's block is generated, its settings typed by their defaults."""
+    from dfrobust.config import validate_config
+
+    register("test_linear_cfg")(type("LinearCfg", (_Linear,), {}))
+    config = validate_config({"detectors": {"test_linear_cfg": {"hidden": 9}}})
+    assert config["detectors"]["test_linear_cfg"]["hidden"] == 9
+    assert config["detectors"]["test_linear_cfg"]["optimizer"]["name"] == "adam"  # the shared default
+    with pytest.raises(InputError, match="detectors.test_linear_cfg.hidden"):
+        validate_config({"detectors": {"test_linear_cfg": {"hidden": "nine"}}})
 
 
 # -- capsule ------------------------------------------------------------------------------------

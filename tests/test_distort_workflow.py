@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dfrobust.core.config import block_defaults
+
 from conftest import REPO, SMALL_PAIRS, job_counts, make_ffpp_tree
 
 TARGET = "results/distorted/summary.csv"
@@ -67,8 +69,7 @@ def test_adding_an_operation_adds_exactly_its_jobs(workdir):
 def test_editing_one_operation_reruns_only_its_jobs(workdir):
     complete(workdir)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    schema = yaml.safe_load((REPO / "config" / "schema" / "operations.yaml").read_text())
-    operations = schema["properties"]["list"]["default"]
+    operations = block_defaults("operations")["list"]
     for op in operations:
         if op["name"] == "noise":
             op["filter"] = op["filter"].replace("alls=10", "alls=25")
@@ -92,4 +93,4 @@ def test_bad_operation_stops_the_workflow_with_its_name(workdir):
            "--config", 'operations={extra: [{name: fog, category: weather, filter: "gblur=sigma=2"}]}']
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert "operations.extra[0] ('fog'): unknown category 'weather'" in proc.stdout + proc.stderr
+    assert "operations.extra.0.category' ('fog'): 'weather' is not one of" in proc.stdout + proc.stderr

@@ -3,11 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from dfrobust.faces.extract import FaceFinder, extract_shard
-from dfrobust.faces.geometry import iou, largest, square_crop_box
-from dfrobust.faces.store import FaceShard, write_shard
-from dfrobust.faces.stage import summarise_shards
-from dfrobust.video import ffmpeg
+from dfrobust.media.faces import FaceFinder
+from dfrobust.stages.faces import extract_shard
+from dfrobust.media.geometry import iou, largest, square_crop_box
+from dfrobust.media.store import FaceShard, write_shard
+from dfrobust.stages.faces import summarise_shards
+from dfrobust.media import ffmpeg
 
 from conftest import grace_hopper
 
@@ -140,7 +141,7 @@ def test_write_is_atomic_on_failure(tmp_path):
     class Boom(Exception):
         pass
 
-    from dfrobust.io import atomic_path
+    from dfrobust.core.io import atomic_path
 
     with pytest.raises(Boom):
         with atomic_path(tmp_path / "out.npz") as tmp:

@@ -1,4 +1,4 @@
-"""dfrobust.gpu: each local GPU job gets its own GPU through lock files."""
+"""dfrobust.core.gpu: each local GPU job gets its own GPU through lock files."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dfrobust import gpu
+from dfrobust.core import gpu
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def holder(lock_dir, gpus, seconds=30):
     """A separate process that claims a GPU, prints it, then holds it."""
     code = textwrap.dedent(f"""
         import os, sys, time
-        from dfrobust.gpu import claim_gpu
+        from dfrobust.core.gpu import claim_gpu
         got = claim_gpu({gpus!r}, lock_dir={str(lock_dir)!r}, timeout=10)
         print(got, os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
         time.sleep({seconds})

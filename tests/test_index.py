@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from dfrobust.datasets import ffpp
-from dfrobust.datasets.index import write_index
-from dfrobust.errors import InputError
+from dfrobust.stages.dataset import write_index
+from dfrobust.core.errors import InputError
 
 from conftest import SMALL_PAIRS, make_ffpp_tree
 

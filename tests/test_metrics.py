@@ -6,6 +6,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import jsonschema
+
+from dfrobust.core.config import load_schemas, resolve_ref
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,12 +21,12 @@ from dfrobust.evaluation import (
     compute_metrics,
     delong_test,
     delong_videos,
-    evaluate_file,
     roc_points,
     video_scores,
 )
 from dfrobust.evaluation.bootstrap import rank_auc
-from dfrobust.io import read_json
+from dfrobust.stages.score import evaluate_file
+from dfrobust.core.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["video_id", "manipulation", "label", "frame_index", "score"]
@@ -309,12 +311,13 @@ def test_evaluate_file_writes_record_with_provenance(tmp_path):
 
 
 def test_evaluation_schema_defaults():
-    schema = yaml.safe_load((ROOT / "config/schema/evaluation.yaml").read_text())
+    schema = load_schemas()[1]["evaluation"]
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["additionalProperties"] is False
-    for key, spec in schema["properties"].items():
+    properties = {k: resolve_ref(v, schema) for k, v in schema["properties"].items()}
+    for key, spec in properties.items():
         assert "default" in spec and "description" in spec, key
-    defaults = {k: v["default"] for k, v in schema["properties"].items()}
+    defaults = {k: v["default"] for k, v in properties.items()}
     assert defaults == {"bootstrap": 1000, "ci": 0.95, "seed": 0, "far_levels": [0.01, 0.1], "threshold": 0.5}
     validator = jsonschema.Draft202012Validator(schema)
     validator.validate(defaults)

@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 
 from dfrobust.config import validate_config
-from dfrobust.errors import InputError
-from dfrobust.faces.extract import extract_shard
-from dfrobust.faces.geometry import iou
-from dfrobust.faces.store import FaceShard, write_shard
-from dfrobust.video import ffmpeg
-from dfrobust.video.distort import distort_shard, distort_video, summarise_distorted
-from dfrobust.video.operations import Operation, OperationError, categories, expand_operations, geometry, split_chain
+from dfrobust.core.errors import InputError
+from dfrobust.stages.faces import extract_shard
+from dfrobust.media.geometry import iou
+from dfrobust.media.store import FaceShard, write_shard
+from dfrobust.media import ffmpeg
+from dfrobust.stages.distort import distort_shard, summarise_distorted
+from dfrobust.media.distortion import distort_video
+from dfrobust.media.operations import Operation, OperationError, categories, expand_operations, geometry, split_chain
 
 FACES = dict(detector="dlib_hog", upsample=0, detect_max_side=640, track=True, track_face_px=120, fallback_upsample=1,
              crop_scale=1.3, crop_size=48, frames={"train": 4, "val": 4, "test": 5}, min_faces=1, threads=1, shard_size=4)
@@ -97,11 +98,11 @@ def test_shipped_sweep_config_expands(tmp_path):
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"name": "odd", "category": "weather", "filter": "hflip"}, r"\('odd'\): unknown category 'weather'"),
+    ({"name": "odd", "category": "weather", "filter": "hflip"}, r"category' \('odd'\): 'weather' is not one of"),
     ({"name": "both", "category": "filter", "filter": "hflip", "codec": {"crf": 23}}, r"\('both'\): give exactly one .* got both"),
     ({"name": "neither", "category": "filter"}, r"\('neither'\): give exactly one .* got neither"),
-    ({"name": "lv", "category": "noise", "filter": "noise=alls={level}", "levels": []}, r"\('lv'\): levels must be a non-empty"),
-    ({"name": "lv", "category": "noise", "filter": "noise=alls={level}", "levels": ["a"]}, r"\('lv'\): levels must be numbers"),
+    ({"name": "lv", "category": "noise", "filter": "noise=alls={level}", "levels": []}, r"levels' \('lv'\): \[\] should be non-empty"),
+    ({"name": "lv", "category": "noise", "filter": "noise=alls={level}", "levels": ["a"]}, r"levels.0' \('lv'\): 'a' is not of type 'number'"),
     ({"name": "lv", "category": "noise", "filter": "noise=alls={level}", "levels": [1, 1.0]}, r"\('lv'\): levels repeat"),
     ({"name": "lv", "category": "noise", "filter": "noise=alls=3", "levels": [1, 2]}, r"\('lv'\): declares levels but .* \{level\}"),
     ({"name": "lv", "category": "noise", "filter": "noise=alls={level}"}, r"\('lv'\): uses \{level\} but declares no levels"),
@@ -109,7 +110,7 @@ def test_shipped_sweep_config_expands(tmp_path):
     ({"name": "crf", "category": "compression", "codec": {"crf": "{level}"}, "levels": [20.5]}, r"\('crf'\): codec crf must be an integer"),
     ({"name": "graph", "category": "filter", "filter": "split[a][b];[a][b]hstack"}, r"\('graph'\): filter must be one linear chain"),
     ({"name": "ref", "category": "none", "filter": "hflip"}, r"\('ref'\): category 'none'"),
-    ({"name": "bad name", "category": "flip", "filter": "hflip"}, r"name must start with a letter"),
+    ({"name": "bad name", "category": "flip", "filter": "hflip"}, r"name' \('bad name'\): 'bad name' does not match"),
 ])
 def test_bad_operation_config_names_the_operation(entry, message):
     with pytest.raises(InputError, match=message):
@@ -346,7 +347,7 @@ def test_summary_lists_every_operation_and_video(clean_shard, ops, tmp_path):
 def test_operation_figure_draws_every_operation(clean_shard, ops, tmp_path):
     from PIL import Image
 
-    from dfrobust.video.preview import operations_figure
+    from dfrobust.stages.distort import operations_figure
 
     out = operations_figure(clean_shard / "shard_000.npz", clean_shard / "index.csv",
                             [op.params() for op in ops.values()], None, tmp_path / "ops.png")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import dfrobust
-from dfrobust import provenance
-from dfrobust.errors import InputError
+from dfrobust.core import provenance
+from dfrobust.core.errors import InputError
 
 
 def sha(data: bytes) -> str:

@@ -6,13 +6,16 @@ import shutil
 from pathlib import Path
 
 import jsonschema
+
+from dfrobust.core.config import load_schemas, resolve_ref
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from dfrobust.errors import InputError
-from dfrobust.evaluation import delong_videos, evaluate_file
+from dfrobust.core.errors import InputError
+from dfrobust.evaluation import delong_videos
+from dfrobust.stages.score import evaluate_file
 from dfrobust.reporting import (
     build_ci_table,
     build_table1,
@@ -171,12 +174,13 @@ def test_markdown_and_latex_show_missing_cells():
 
 
 def test_report_schema_defaults():
-    schema = yaml.safe_load((ROOT / "config/schema/report.yaml").read_text())
+    schema = load_schemas()[1]["report"]
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["additionalProperties"] is False
-    for key, spec in schema["properties"].items():
+    properties = {k: resolve_ref(v, schema) for k, v in schema["properties"].items()}
+    for key, spec in properties.items():
         assert "default" in spec and "description" in spec, key
-    defaults = {k: v["default"] for k, v in schema["properties"].items()}
+    defaults = {k: v["default"] for k, v in properties.items()}
     assert defaults["reference"] == "clean" and defaults["include_reference"] is False
     assert defaults["decimals"] == 2
     validator = jsonschema.Draft202012Validator(schema)

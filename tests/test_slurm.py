@@ -171,7 +171,7 @@ def ffpp_config(tmp_path_factory) -> list[str]:
     """--configfile arguments for a small FF++ copy: one quality, one
     manipulation, 16 videos of a real face in 4 face shards, one tiny
     xception, two operations (clean, hflip)."""
-    from dfrobust.video.ffmpeg import write_video
+    from dfrobust.media.ffmpeg import write_video
 
     root = tmp_path_factory.mktemp("ffpp")
     video = root / "face.mp4"
@@ -273,7 +273,7 @@ def test_jobs_go_through_sbatch_gpu_rules_with_a_gpu(slurm_run):
     # the plugin's per-job SLURM logs (kept by the test overlay) are under logs/slurm/rule_<name>/
     for rule in GPU_RULES | CPU_RULES:
         assert list((workdir / "logs" / "slurm" / f"rule_{rule}").rglob("*.log")), rule
-    # inside the GPU job: SLURM's GPU, which dfrobust.gpu keeps
+    # inside the GPU job: SLURM's GPU, which dfrobust.core.gpu keeps
     seen = json.loads((workdir / "probe" / "gpu.json").read_text())
     (probe_job,) = by_rule["gpu_probe"]
     assert seen["SLURM_JOB_ID"] == probe_job["JobId"]

@@ -13,8 +13,8 @@ from torch import nn
 
 from dfrobust.detectors import available_detectors, load_trained, predict_faces, register
 from dfrobust.detectors.base import BalancedFaces, Detector
-from dfrobust.errors import InputError
-from dfrobust.faces.store import iter_faces
+from dfrobust.core.errors import InputError
+from dfrobust.media.store import iter_faces
 from dfrobust.training import TrainingDiverged, train
 from dfrobust.training.data import FacePool, build_pool, pick_frames
 from dfrobust.training.logbook import COLUMNS, read_log

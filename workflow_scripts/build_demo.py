@@ -3,10 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-
-from dfrobust.datasets.demo import build_demo
-from dfrobust.runlog import run_logged
+from dfrobust.core.runlog import run_logged
+from dfrobust.stages.dataset import build_demo_dataset
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-cfg = {**sm.params.demo, "methods": sm.params.dataset["methods"], "qualities": sm.params.dataset["qualities"]}
-run_logged(sm.log[0], build_demo, Path(sm.output[0]).parent, cfg, sm.params.seed, sm.params.ffmpeg)
+run_logged(sm.log[0], build_demo_dataset, sm.params.demo, sm.params.dataset, sm.params.seed, sm.params.ffmpeg, sm.output[0])

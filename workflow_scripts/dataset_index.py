@@ -3,8 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-from dfrobust.datasets.index import write_index
-from dfrobust.runlog import run_logged
+from dfrobust.stages.dataset import write_index
+from dfrobust.core.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_logged(sm.log[0], write_index, sm.params.dataset, sm.output.index, sm.output.missing)

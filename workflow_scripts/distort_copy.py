@@ -4,16 +4,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-from dfrobust.provenance import collect
-from dfrobust.runlog import run_logged
-from dfrobust.video.distort import distort_shard
+from dfrobust.core.provenance import collect
+from dfrobust.core.runlog import run_logged
+from dfrobust.stages.distort import distort_shard
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 operations = sm.params.operations if hasattr(sm.params, "operations") else [sm.params.operation]
 outputs = [sm.output.npz] if isinstance(sm.output.npz, str) else list(sm.output.npz)
+kept = dict(zip(sm.params.kept, sm.output.videos)) if hasattr(sm.output, "videos") else {}
+videos_dirs = [kept.get(op["name"]) for op in operations]
 provenance = collect({"operations": operations, "faces": sm.params.faces, "ffmpeg": sm.params.ffmpeg},
                      [sm.input.faces, sm.input.index], seed=None, extra={"rule": sm.rule})
 run_logged(
     sm.log[0], distort_shard, sm.input.faces, sm.input.index, operations, sm.params.faces, sm.params.ffmpeg,
-    outputs, provenance=provenance,
+    outputs, videos_dirs, provenance=provenance,
 )

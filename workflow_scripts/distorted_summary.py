@@ -3,8 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-from dfrobust.runlog import run_logged
-from dfrobust.video.distort import summarise_distorted
+from dfrobust.core.runlog import run_logged
+from dfrobust.stages.distort import summarise_distorted
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_logged(sm.log[0], summarise_distorted, list(sm.input), sm.output.summary, sm.output.operations)

@@ -3,9 +3,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-from dfrobust.faces.stage import run_face_shard
-from dfrobust.provenance import collect
-from dfrobust.runlog import run_logged
+from dfrobust.stages.faces import run_face_shard
+from dfrobust.core.provenance import collect
+from dfrobust.core.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 provenance = collect({"faces": sm.params.faces, "ffmpeg": sm.params.ffmpeg}, [sm.input.index], seed=None,

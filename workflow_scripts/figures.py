@@ -4,8 +4,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 
-from dfrobust.reporting.stage import make_figures
-from dfrobust.runlog import run_logged
+from dfrobust.reporting.report import make_figures
+from dfrobust.core.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_logged(

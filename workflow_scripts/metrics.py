@@ -3,8 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-from dfrobust.evaluation import evaluate_file
-from dfrobust.runlog import run_logged
+from dfrobust.core.runlog import run_logged
+from dfrobust.stages.score import evaluate_file
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_logged(

@@ -3,8 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-from dfrobust.runlog import run_logged
-from dfrobust.video.preview import operations_figure
+from dfrobust.core.runlog import run_logged
+from dfrobust.stages.distort import operations_figure
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_logged(sm.log[0], operations_figure, sm.input.faces, sm.input.index, sm.params.operations, sm.params.ffmpeg, sm.output[0])

@@ -6,9 +6,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust
 
 import torch  # noqa: E402
 
-from dfrobust.evaluation.scoring import score_copy
-from dfrobust.gpu import claim_gpu
-from dfrobust.runlog import run_logged
+from dfrobust.stages.score import score_copy
+from dfrobust.core.gpu import claim_gpu
+from dfrobust.core.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 torch.set_num_threads(max(1, sm.threads))  # no more CPU threads than the job was given

@@ -6,16 +6,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust
 
 import torch  # noqa: E402
 
-from dfrobust.gpu import claim_gpu
-from dfrobust.runlog import run_logged
-from dfrobust.seeding import derive_seed
-from dfrobust.training import train
+from dfrobust.core.gpu import claim_gpu
+from dfrobust.core.runlog import run_logged
+from dfrobust.stages.train import train_model
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 torch.set_num_threads(max(1, sm.threads))  # no more CPU threads than the job was given
 claim_gpu()  # one GPU per job on multi-GPU workstations; a no-op under SLURM or without GPUs
-method, quality = sm.wildcards.method, sm.wildcards.quality
 run_logged(
-    sm.log[0], train, method, sm.params.detector, list(sm.input.train), list(sm.input.val),
-    Path(sm.output.weights).parent, derive_seed(sm.params.seed, "train", method, quality),
+    sm.log[0], train_model, sm.wildcards.method, sm.wildcards.quality, sm.params.detector, sm.input.train, sm.input.val,
+    Path(sm.output.weights).parent, sm.params.seed,
 )

@@ -18,7 +18,6 @@ Every original video id is its own identity synthesised from two real photos
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import multiprocessing
 import numbers
@@ -27,126 +26,42 @@ from pathlib import Path
 
 import numpy as np
 
+from dfrobust.datasets.ffpp import CRF, SPLITS
 from dfrobust.datasets.demo_identities import make_identity, source_photos
 from dfrobust.datasets.demo_manipulations import METHODS
 from dfrobust.datasets.demo_motion import Video, render_video, sample_performance
-from dfrobust.errors import InputError
-from dfrobust.io import sha256_file, write_json, write_text
-from dfrobust.seeding import derive_seed
-from dfrobust.video.ffmpeg import ffmpeg_version, find_ffmpeg, write_video
+from dfrobust.core.config import resolve_block
+from dfrobust.core.errors import InputError
+from dfrobust.core.io import sha256_file, write_json, write_text
+from dfrobust.core.seeding import derive_seed
+from dfrobust.media.ffmpeg import ffmpeg_version, find_ffmpeg, write_video
 
 MANIFEST = "demo_manifest.json"
 MARKER = ".dfrobust_demo"  # says the folder's videos are ours to replace
-SPLITS = ("train", "val", "test")
-CRF = {"raw": 0, "c23": 23, "c40": 40}  # FF++: raw is lossless H.264
 RAW_PRESET = "veryfast"  # lossless decodes to the same frames at any preset; this one is 3x faster
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 DEFAULT_METHODS: dict[str, str] = {name: m.summary for name, m in METHODS.items()}
 
-DEFAULTS: dict = {
-    "pairs": {"train": 4, "val": 2, "test": 3},
-    "n_frames": 48,
-    "fps": 24,
-    "width": 320,
-    "height": 240,
-    "face_size": [0.55, 0.65],
-    "qualities": ["raw", "c23", "c40"],
-    "methods": list(METHODS),
-    "preset": "medium",
-    "workers": 2,
-    "identity_variation": 1.0,
-    "expression": 1.0,
-    "head_motion": 1.0,
-    "camera_motion": 1.0,
-    "camera_margin": 0.08,
-    "lighting": 1.0,
-    "noise": [1.0, 2.5],
-    "deepfakes_resolution": 64,
-}
-
 MIN_FACE_PX = 90  # dlib's HOG window is 80 px; below that, upsample-0 detection fails
-
-
-def _fail(key: str, problem: str) -> InputError:
-    return InputError(f"demo.{key}: {problem}")
-
-
-def _number(cfg: dict, key: str, kind: type, low: float, high: float, name: str | None = None):
-    value, name = cfg[key], name or key
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise _fail(name, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-    if not low <= value <= high:
-        raise _fail(name, f"{value!r} is outside [{low}, {high}]")
-    return kind(value)
-
-
-def _range(cfg: dict, key: str, low: float, high: float) -> list[float]:
-    value = cfg[key]
-    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise _fail(key, f"expected [low, high], got {value!r}")
-    lo, hi = float(value[0]), float(value[1])
-    if not low <= lo <= hi <= high:
-        raise _fail(key, f"{value!r}: need {low} <= low <= high <= {high}")
-    return [lo, hi]
-
-
-def _choices(cfg: dict, key: str, allowed) -> list[str]:
-    value = cfg[key]
-    if not isinstance(value, (list, tuple)) or not value or len(set(value)) != len(value):
-        raise _fail(key, f"expected a non-empty list without repeats, got {value!r}")
-    unknown = [v for v in value if v not in allowed]
-    if unknown:
-        raise _fail(key, f"unknown {unknown} (choose from {list(allowed)})")
-    return list(value)
+MAX_PAIRS = 500  # video ids have three digits
 
 
 def resolve_config(cfg: dict | None) -> dict:
-    """The demo block with defaults filled in, checked key by key (one-line
-    InputError naming the key); also what goes into the manifest."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise InputError(f"demo: unknown key(s) {unknown} (known: {sorted(DEFAULTS)})")
-    out = copy.deepcopy(DEFAULTS)
-    pairs = cfg.pop("pairs", None) or {}
-    if not isinstance(pairs, dict) or set(pairs) - set(SPLITS):
-        raise _fail("pairs", f"expected a mapping with keys {list(SPLITS)}, got {pairs!r}")
-    out["pairs"].update(pairs)
-    out.update(cfg)
-    out["pairs"] = {s: _number(out["pairs"], s, int, 1, 500, f"pairs.{s}") for s in SPLITS}
-    if sum(out["pairs"].values()) > 500:
-        raise _fail("pairs", "at most 500 pairs in all (video ids have three digits)")
-    for key, kind, low, high in (
-        ("n_frames", int, 2, 10_000),
-        ("fps", float, 1, 240),
-        ("width", int, 64, 4096),
-        ("height", int, 64, 4096),
-        ("workers", int, 1, 256),
-        ("identity_variation", float, 0, 2),
-        ("expression", float, 0, 2),
-        ("head_motion", float, 0, 3),
-        ("camera_motion", float, 0, 3),
-        ("camera_margin", float, 0, 0.3),
-        ("lighting", float, 0, 3),
-        ("deepfakes_resolution", int, 8, 1024),
-    ):
-        out[key] = _number(out, key, kind, low, high)
-    for key in ("width", "height"):
-        if out[key] % 2:
-            raise _fail(key, f"{out[key]} must be even (yuv420p, like FF++)")
-    out["face_size"] = _range(out, "face_size", 0.05, 0.8)
-    out["noise"] = _range(out, "noise", 0.0, 50.0)
+    """The demo block with the schema's defaults filled in and validated
+    (src/dfrobust/core/schema/demo.yaml: one-line InputError naming the key), plus the
+    checks a schema cannot state; also what goes into the manifest."""
+    out = resolve_block("demo", cfg)
+    if sum(out["pairs"].values()) > MAX_PAIRS:
+        raise InputError(f"config key 'demo.pairs': at most {MAX_PAIRS} pairs in all (video ids have three digits)")
+    for key in ("face_size", "noise"):
+        low, high = out[key]
+        if low > high:
+            raise InputError(f"config key 'demo.{key}': {out[key]!r} is not a [low, high] range")
     if out["face_size"][0] * out["height"] < MIN_FACE_PX:
-        raise _fail(
-            "face_size",
-            f"faces of {out['face_size'][0]} x height {out['height']} = {out['face_size'][0] * out['height']:.0f} px "
-            f"are too small for dlib's HOG detector (need >= {MIN_FACE_PX} px)",
+        raise InputError(
+            f"config key 'demo.face_size': faces of {out['face_size'][0]} x height {out['height']} = "
+            f"{out['face_size'][0] * out['height']:.0f} px are too small for dlib's HOG detector (need >= {MIN_FACE_PX} px)"
         )
-    out["qualities"] = _choices(out, "qualities", CRF)
-    out["methods"] = _choices(out, "methods", METHODS)
-    if out["preset"] not in X264_PRESETS:
-        raise _fail("preset", f"unknown x264 preset {out['preset']!r} (choose from {list(X264_PRESETS)})")
     return out
 
 

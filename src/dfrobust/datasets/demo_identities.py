@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from dfrobust.datasets import demo_warp as W
-from dfrobust.errors import InputError
+from dfrobust.core.errors import InputError
 
 
 def photo_paths() -> dict[str, Path]:
@@ -42,8 +42,8 @@ class SourcePhoto:
 
 def load_photo(name: str, path: str | Path, predictor=None) -> SourcePhoto:
     """Read a photo and fit dlib's 68 landmarks on its largest HOG face."""
-    from dfrobust.faces.detect import DlibHogDetector, LandmarkPredictor
-    from dfrobust.faces.geometry import largest
+    from dfrobust.media.detect import DlibHogDetector, LandmarkPredictor
+    from dfrobust.media.geometry import largest
 
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -62,7 +62,7 @@ def load_photo(name: str, path: str | Path, predictor=None) -> SourcePhoto:
 @functools.lru_cache(maxsize=None)
 def source_photos() -> tuple[SourcePhoto, ...]:
     """Both photos with landmarks, loaded once per process."""
-    from dfrobust.faces.detect import LandmarkPredictor
+    from dfrobust.media.detect import LandmarkPredictor
 
     predictor = LandmarkPredictor()
     return tuple(load_photo(name, path, predictor) for name, path in photo_paths().items())
@@ -217,7 +217,7 @@ MAX_DRAWS = 25
 
 @functools.lru_cache(maxsize=1)
 def _detector():
-    from dfrobust.faces.detect import DlibHogDetector
+    from dfrobust.media.detect import DlibHogDetector
 
     return DlibHogDetector(upsample=0)
 

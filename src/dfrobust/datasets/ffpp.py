@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfrobust.errors import InputError
+from dfrobust.core.config import vocabulary
+from dfrobust.core.errors import InputError
 
-SPLITS = ("train", "val", "test")
-QUALITIES = ("raw", "c23", "c40")
-METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+SPLITS = vocabulary("split")
+QUALITIES = vocabulary("quality")
+METHODS = vocabulary("ffpp_method")
+CRF = {"raw": 0, "c23": 23, "c40": 40}  # what the quality names mean: raw is lossless H.264
 ORIGINAL = "original"
 
 

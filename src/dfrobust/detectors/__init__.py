@@ -2,15 +2,22 @@
 
     from dfrobust.detectors import build_detector, load_trained, predict_faces
 
-Importing the package registers every detector module listed below.
+Importing the package imports every module in it, so a detector registers
+itself by being a module here with a `@register`-ed class: nothing else lists it.
 """
 
-from dfrobust.detectors.registry import available_detectors, build_detector, detector_class, register, resolve_config
+import importlib
+import pkgutil
+
+from dfrobust.detectors.registry import (available_detectors, build_detector, config_schema, detector_class, register,
+                                         resolve_config)
 from dfrobust.detectors.base import Detector, resize_crops
-from dfrobust.detectors import capsule, sbi, xception  # noqa: F401  (registration)
 from dfrobust.detectors.inference import load_trained, predict_faces
 
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
 __all__ = [
-    "Detector", "available_detectors", "build_detector", "detector_class", "load_trained",
+    "Detector", "available_detectors", "build_detector", "config_schema", "detector_class", "load_trained",
     "predict_faces", "register", "resize_crops", "resolve_config",
 ]

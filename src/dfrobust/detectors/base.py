@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from dfrobust.errors import InputError
+from dfrobust.core.configurable import Configurable
+from dfrobust.core.errors import InputError
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -138,7 +139,7 @@ class BalancedFaces(Dataset):
         return to_tensor(self.pool.crops[j : j + 1]), torch.tensor([int(self.pool.labels[j])])
 
 
-class Detector(nn.Module):
+class Detector(Configurable, nn.Module):
     """Base class: a binary real/fake classifier of face crops.
 
     Subclasses set `defaults` (the paper's settings; the config block
@@ -149,7 +150,23 @@ class Detector(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
+    #: the paper's settings; a subclass states only what differs from its parent's
+    defaults: ClassVar[dict[str, Any]] = {
+        "pretrained": True,
+        "input_size": 224,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "optimizer": {"name": "adam", "base": "sgd", "lr": 1.0e-3, "betas": [0.9, 0.999],
+                      "momentum": 0.0, "weight_decay": 0.0, "rho": 0.05},
+        "lr_schedule": {"name": "constant", "decay_start": 0.75},
+        "epochs": 10,
+        "batch_size": 64,
+        "frames_per_video": 100,
+        "val_frames_per_video": 32,
+        "balanced": True,
+    }
+    #: schema (or a description) of each setting this class adds; shared ones are in defs.yaml ($defs/detector)
+    settings: ClassVar[dict[str, Any]] = {}
     #: labels of the training faces the method reads (SBI: reals only)
     train_labels: ClassVar[tuple[int, ...]] = (0, 1)
 
@@ -201,6 +218,8 @@ class Detector(nn.Module):
 
 class TimmClassifier(Detector):
     """A timm image classifier with a 2-class head and cross-entropy loss."""
+
+    defaults = {"drop_rate": 0.0, "drop_path_rate": 0.0}
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)

@@ -133,25 +133,32 @@ def _init_weights(m: nn.Module) -> None:
 
 @register("capsule")
 class CapsuleForensics(Detector):
+    """Capsule-Forensics v2: frozen VGG19 up to pool3, 10 primary capsules, dynamic routing to 2 output capsules, the capsule loss of the authors' code."""
+
     defaults = {
         "backbone": "vgg19",
-        "pretrained": True,
         "input_size": 300,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
         "freeze_extractor": True,
         "primary_capsules": 10,
         "routing_iterations": 2,
         "routing_noise": 0.01,
         "routing_dropout": 0.05,
-        "optimizer": {"name": "adam", "base": "sgd", "lr": 5.0e-4, "betas": [0.9, 0.999],
-                      "momentum": 0.0, "weight_decay": 0.0, "rho": 0.05},
-        "lr_schedule": {"name": "constant", "decay_start": 0.75},
+        "optimizer": {"name": "adam", "lr": 5.0e-4, "betas": [0.9, 0.999]},
         "epochs": 25,
         "batch_size": 64,
         "frames_per_video": 100,
         "val_frames_per_video": 32,
         "balanced": False,
+    }
+    settings = {
+        "backbone": {"type": "string", "enum": ["vgg19"], "description": "Feature extractor: torchvision's VGG19 (up to pool3)."},
+        "freeze_extractor": "Keep the VGG19 feature extractor fixed (as in Capsule-Forensics).",
+        "primary_capsules": {"type": "integer", "minimum": 1, "description": "Number of primary capsules."},
+        "routing_iterations": {"type": "integer", "minimum": 1, "description": "Dynamic-routing iterations."},
+        "routing_noise": {"type": "number", "minimum": 0,
+                          "description": "Std of the Gaussian noise added to the routing weights during training."},
+        "routing_dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
+                            "description": "Dropout rate on the routing priors during training."},
     }
 
     def __init__(self, cfg: dict):

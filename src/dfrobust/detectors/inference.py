@@ -10,8 +10,8 @@ import torch
 
 from dfrobust.detectors.base import Detector, resize_crops, to_tensor
 from dfrobust.detectors.registry import build_detector
-from dfrobust.errors import InputError
-from dfrobust.io import atomic_path
+from dfrobust.core.errors import InputError
+from dfrobust.core.io import atomic_path
 
 WEIGHTS_FORMAT = "dfrobust-detector/1"
 

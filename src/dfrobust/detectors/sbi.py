@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from dfrobust.detectors.base import TimmClassifier, to_tensor
 from dfrobust.detectors.registry import register
 from dfrobust.detectors.sbi_blend import BLEND_RATIOS, augment_pair, hflip, landmarks_usable, self_blend
-from dfrobust.errors import InputError
+from dfrobust.core.errors import InputError
 
 
 class SelfBlendFaces(Dataset):
@@ -67,16 +67,14 @@ class SelfBlendFaces(Dataset):
 
 @register("sbi")
 class SBI(TimmClassifier):
+    """Self-Blended Images: EfficientNet-B4 trained on real faces and their on-the-fly self-blends, SAM over SGD."""
+
     defaults = {
         "backbone": "efficientnet_b4",
-        "pretrained": True,
         "input_size": 380,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
         "drop_rate": 0.4,
         "drop_path_rate": 0.2,
-        "optimizer": {"name": "sam", "base": "sgd", "lr": 1.0e-3, "betas": [0.9, 0.999],
-                      "momentum": 0.9, "weight_decay": 0.0, "rho": 0.05},
+        "optimizer": {"name": "sam", "base": "sgd", "lr": 1.0e-3, "momentum": 0.9, "rho": 0.05},
         "lr_schedule": {"name": "linear_decay", "decay_start": 0.75},
         "epochs": 100,
         "batch_size": 32,
@@ -85,12 +83,15 @@ class SBI(TimmClassifier):
         "blend_ratios": list(BLEND_RATIOS),
         "val_fakes": "self_blended",
     }
+    settings = {
+        "batch_size": {"type": "integer", "minimum": 2, "description": "Images per training step, half real, half self-blended."},
+        "blend_ratios": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, "minItems": 1,
+                         "description": "Blend ratios drawn uniformly for each self-blended face (repeats weight a value)."},
+        "val_fakes": {"type": "string", "enum": ["self_blended", "dataset"],
+                      "description": "Fakes for checkpoint selection: self_blended (copies of the validation reals, "
+                                     "as SBI's code) or dataset (the split's manipulated videos)."},
+    }
     train_labels = (0,)
-
-    def __init__(self, cfg: dict):
-        if cfg["val_fakes"] not in ("self_blended", "dataset"):
-            raise InputError(f"config key 'detectors.sbi.val_fakes': expected self_blended or dataset, got {cfg['val_fakes']!r}")
-        super().__init__(cfg)
 
     @property
     def val_labels(self) -> tuple[int, ...]:

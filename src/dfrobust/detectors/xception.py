@@ -16,16 +16,15 @@ from dfrobust.detectors.registry import register
 
 @register("xception")
 class Xception(TimmClassifier):
+    """Xception (FaceForensics++): timm legacy_xception, 2-class head, cross-entropy on class-balanced batches."""
+
     defaults = {
         "backbone": "legacy_xception",
-        "pretrained": True,
         "input_size": 299,
         "mean": [0.5, 0.5, 0.5],
         "std": [0.5, 0.5, 0.5],
         "drop_rate": 0.5,
-        "optimizer": {"name": "adam", "base": "sgd", "lr": 1.0e-3, "betas": [0.9, 0.999],
-                      "momentum": 0.0, "weight_decay": 0.0, "rho": 0.05},
-        "lr_schedule": {"name": "constant", "decay_start": 0.75},
+        "optimizer": {"name": "adam", "lr": 1.0e-3, "betas": [0.9, 0.999]},
         "epochs": 10,
         "batch_size": 64,
         "frames_per_video": 100,

@@ -5,7 +5,6 @@ from dfrobust.evaluation.delong import DeLongResult, delong_test, delong_video_t
 from dfrobust.evaluation.metrics import (
     MetricsInputError,
     compute_metrics,
-    evaluate_file,
     read_scores,
     roc_points,
     video_scores,
@@ -19,7 +18,6 @@ __all__ = [
     "delong_test",
     "delong_video_tables",
     "delong_videos",
-    "evaluate_file",
     "read_scores",
     "roc_points",
     "video_scores",

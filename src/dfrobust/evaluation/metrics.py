@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from dfrobust.errors import InputError
+from dfrobust.core.errors import InputError
 from dfrobust.evaluation.bootstrap import bootstrap_auc
 
 REQUIRED_COLUMNS = ("video_id", "manipulation", "label", "frame_index", "score")
@@ -265,39 +265,3 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
         return pd.read_csv(path, dtype={"video_id": str, "manipulation": str})
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise MetricsInputError(f"{path}: cannot read score table ({str(exc).splitlines()[0]})") from exc
-
-
-def evaluate_file(
-    scores_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    config: Mapping,
-    cell: Mapping,
-    seed: int | None = None,
-    inputs: Iterable[str | os.PathLike] = (),
-) -> dict:
-    """Metrics of one score file, written as results/metrics/{method}/{quality}/{operation}.json.
-
-    `config` is the evaluation config block (bootstrap, ci, seed, far_levels,
-    threshold); `seed` overrides config["seed"]. `cell` names the table cell
-    and is copied into the record: method, train_quality, operation,
-    category, and sweep/level for swept operations. The record carries its provenance (config, code and library
-    versions, seed, sha256 of the score file and of any extra `inputs`).
-    """
-    from dfrobust import provenance
-    from dfrobust.io import write_json
-
-    seed = int(config.get("seed", 0) if seed is None else seed)
-    frames = read_scores(scores_path)
-    metrics = compute_metrics(
-        frames,
-        bootstrap=int(config.get("bootstrap", 1000)),
-        seed=seed,
-        ci=float(config.get("ci", 0.95)),
-        far_levels=config.get("far_levels", (0.01, 0.1)),
-        threshold=float(config.get("threshold", 0.5)),
-        source=scores_path,
-    )
-    record = {**dict(cell), **metrics, "scores": str(scores_path)}
-    record["provenance"] = provenance.collect(dict(config), [scores_path, *inputs], seed)
-    write_json(output_path, record)
-    return record

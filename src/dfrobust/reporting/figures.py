@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dfrobust.io import atomic_path  # noqa: E402
+from dfrobust.core.io import atomic_path  # noqa: E402
 from dfrobust.reporting.tables import SUMMARY  # noqa: E402
 
 

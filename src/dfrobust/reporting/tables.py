@@ -39,8 +39,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dfrobust.errors import InputError
-from dfrobust.io import read_json, write_text
+from dfrobust.core.errors import InputError
+from dfrobust.core.io import read_json, write_text
 
 SUMMARY = ("summary", "average")
 DEFAULT_QUALITIES = ("raw", "c23", "c40")
@@ -286,7 +286,7 @@ def write_table1(
     table (with the reference column, which the figures need).
 
     `config` is the report config block: reference, include_reference,
-    decimals, qualities, columns (see config/schema/report.yaml); `methods`
+    decimals, qualities, columns (see src/dfrobust/core/schema/report.yaml); `methods`
     orders the rows (e.g. the configured detectors).
     """
     config = dict(config or {})

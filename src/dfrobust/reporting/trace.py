@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dfrobust.errors import InputError
-from dfrobust.io import read_json
-from dfrobust.provenance import hash_input
+from dfrobust.core.errors import InputError
+from dfrobust.core.io import read_json
+from dfrobust.core.provenance import hash_input
 
 
 def _resolve(recorded: str, results_dir: Path) -> Path | None:

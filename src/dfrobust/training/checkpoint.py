@@ -1,6 +1,7 @@
 """checkpoint.pt: everything a killed training job needs to continue as if it
 had never stopped (model, optimiser, scheduler, the RNG states of python,
-numpy and torch, the epoch, the best model so far and the log rows).
+numpy and torch, the epoch, the best model so far, the log rows, and the
+training procedure's own state, e.g. an adversarial generator).
 
 A checkpoint is only resumed when its fingerprint (method, resolved
 config, seed, and the content of the face shards' summaries) matches the
@@ -18,15 +19,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dfrobust.io import atomic_path
+from dfrobust.core.io import atomic_path
 
 FORMAT = "dfrobust-checkpoint/1"
 
 
-def fingerprint(method: str, cfg: dict, seed: int, train_shards: Sequence[Path], val_shards: Sequence[Path]) -> str:
-    """Identity of a training run: settings plus data (shard summaries and sizes)."""
+def fingerprint(method: str, cfg: dict, seed: int, train_shards: Sequence[Path], val_shards: Sequence[Path],
+                procedure: dict | None = None) -> str:
+    """Identity of a training run: settings (the procedure's too) plus data (shard summaries and sizes)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"method": method, "config": cfg, "seed": seed}, sort_keys=True).encode())
+    settings = {"method": method, "config": cfg, "seed": seed}
+    if procedure and procedure.get("name", "plain") != "plain":
+        settings["procedure"] = procedure
+    digest.update(json.dumps(settings, sort_keys=True).encode())
     for split, shards in (("train", train_shards), ("val", val_shards)):
         for path in shards:
             path = Path(path)
@@ -58,7 +63,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, *, fingerprint: str, epoch: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler, best: dict, rows: list[dict]) -> None:
+                    optimizer: torch.optim.Optimizer, scheduler, best: dict, rows: list[dict],
+                    procedure: dict | None = None) -> None:
     """Write atomically: a kill during the write leaves the previous checkpoint."""
     blob = {
         "format": FORMAT,
@@ -70,6 +76,7 @@ def save_checkpoint(path: str | Path, *, fingerprint: str, epoch: int, model: to
         "rng": rng_state(),
         "best": best,
         "rows": rows,
+        "procedure": procedure or {},
     }
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)

@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dfrobust.detectors.base import resize_crops
-from dfrobust.errors import InputError
-from dfrobust.faces.store import FaceShard
+from dfrobust.core.errors import InputError
+from dfrobust.media.store import FaceShard
 
 
 def pick_frames(n: int, k: int) -> np.ndarray:

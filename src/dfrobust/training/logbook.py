@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from dfrobust.io import atomic_path, write_text
+from dfrobust.core.io import atomic_path, write_text
 
 COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds", "images_per_s", "resumed"]
 

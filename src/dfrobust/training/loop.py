@@ -35,41 +35,24 @@ from tqdm import tqdm
 from dfrobust.detectors.base import Detector, cat_collate
 from dfrobust.detectors.inference import pick_device, save_weights
 from dfrobust.detectors.registry import build_detector, resolve_config
-from dfrobust.errors import InputError
-from dfrobust.io import write_json
-from dfrobust.seeding import derive_seed, seed_everything
+from dfrobust.core.errors import InputError
+from dfrobust.core.io import write_json
+from dfrobust.core.seeding import derive_seed, seed_everything
 from dfrobust.training.checkpoint import fingerprint, load_checkpoint, restore, save_checkpoint
 from dfrobust.training.data import build_pool
 from dfrobust.training.logbook import plot_curve, write_log
 from dfrobust.training.optim import build_optimizer, build_scheduler
+from dfrobust.training.procedures import TrainingDiverged, build_procedure
+from dfrobust.training.procedures.base import Plain
 
 
 PROGRESS_EVERY_S = 300
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss (or a validation score) became NaN or infinite."""
-
-
 def train_step(detector: Detector, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                labels: torch.Tensor, where: str = "") -> float:
-    """One optimiser step on a batch of uint8 faces; returns the batch loss.
-
-    The closure form serves every optimiser (SAM calls it twice). A
-    non-finite loss stops training before it reaches the weights.
-    """
-    x = detector.preprocess(images)
-    y = labels.to(x.device, non_blocking=True)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = detector.loss(detector(x), y)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"{detector.name}: training loss is {loss.item()} at {where}")
-        loss.backward()
-        return loss
-
-    return float(optimizer.step(closure).detach())
+    """One plain optimiser step on a batch of uint8 faces; returns the batch loss."""
+    return Plain({}, detector).step(optimizer, images, labels, where)
 
 
 def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
@@ -90,8 +73,11 @@ def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray,
 
 def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val_shards: Sequence[str | Path],
           out_dir: str | Path, seed: int, device: str | None = None, log: Callable[[str], None] = print,
-          num_workers: int | None = None) -> dict:
+          num_workers: int | None = None, procedure: dict | None = None) -> dict:
     """Train `method` with its config block `cfg`; see the module docstring for outputs.
+
+    procedure: the training procedure and its settings ({"name": "pim", ...};
+    None: plain), see dfrobust.training.procedures.
 
     num_workers: data-loader processes; None: 0 on CPU (the cores train),
     up to 8 on a GPU (SBI's blending would starve it). Every sample draws
@@ -117,9 +103,10 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
     detector = build_detector(method, resolved).to(dev)
     if detector.weights_report:
         log(f"{method}: {detector.weights_report}")
+    steps = build_procedure(procedure, detector)
     optimizer = build_optimizer(detector.trainable_parameters(), resolved["optimizer"], f"detectors.{method}.optimizer")
     scheduler = build_scheduler(optimizer, resolved["lr_schedule"], epochs, f"detectors.{method}.lr_schedule")
-    fp = fingerprint(method, resolved, seed, train_shards, val_shards)
+    fp = fingerprint(method, resolved, seed, train_shards, val_shards, {"name": steps.name, **steps.cfg})
     blob, why = load_checkpoint(out_dir / "checkpoint.pt", fp)
     if blob is not None or (out_dir / "checkpoint.pt").exists():
         log(f"{method}: {why}")
@@ -139,16 +126,18 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
         start, best, rows = 0, {"epoch": 0, "val_auc": -math.inf, "state_dict": None}, []
         if blob is not None:
             restore(blob, detector, optimizer, scheduler)
+            steps.load_state_dict(blob["procedure"])
             start, best, rows = blob["epoch"], blob["best"], blob["rows"]
         for epoch in range(start + 1, epochs + 1):
-            row = _run_epoch(detector, optimizer, scheduler, train_pool, val_loader, epoch, epochs, seed, batch, loader_kw, log)
+            row = _run_epoch(detector, steps, optimizer, scheduler, train_pool, val_loader, epoch, epochs, seed, batch,
+                             loader_kw, log)
             row["resumed"] = int(epoch == start + 1 and start > 0)
             rows.append(row)
             if row["val_auc"] > best["val_auc"]:
                 best = {"epoch": epoch, "val_auc": row["val_auc"],
                         "state_dict": {k: v.detach().cpu().clone() for k, v in detector.state_dict().items()}}
             save_checkpoint(out_dir / "checkpoint.pt", fingerprint=fp, epoch=epoch, model=detector,
-                            optimizer=optimizer, scheduler=scheduler, best=best, rows=rows)
+                            optimizer=optimizer, scheduler=scheduler, best=best, rows=rows, procedure=steps.state_dict())
             write_log(out_dir / "log.csv", rows)
             log(f"{method} epoch {epoch}/{epochs}: train_loss={row['train_loss']:.4f} val_loss={row['val_loss']:.4f} "
                 f"val_auc={row['val_auc']:.4f} lr={row['lr']:.3g} ({row['seconds']:.1f} s, {row['images_per_s']:.1f} img/s)"
@@ -161,12 +150,13 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
     plot_curve(out_dir / "curve.png", rows, best["epoch"], f"{method} ({out_dir.name})")
     summary = {"selected_epoch": best["epoch"], "best_val_auc": best["val_auc"], "epochs": epochs,
                "resumed_after": resumed_after}
+    summary["procedure"] = {"name": steps.name, **steps.cfg}
     write_json(out_dir / "hparams.json", _hparams(method, resolved, seed, dev, num_workers, train_shards, val_shards, summaries, summary))
     log(f"{method}: selected epoch {best['epoch']} (validation AUC {best['val_auc']:.4f}) -> {out_dir / 'weights.pt'}")
     return summary
 
 
-def _run_epoch(detector, optimizer, scheduler, pool, val_loader, epoch, epochs, seed, batch, loader_kw, log) -> dict:
+def _run_epoch(detector, steps, optimizer, scheduler, pool, val_loader, epoch, epochs, seed, batch, loader_kw, log) -> dict:
     t0 = time.perf_counter()
     detector.train()
     ds = detector.train_dataset(pool, derive_seed(seed, "train", epoch))
@@ -178,7 +168,7 @@ def _run_epoch(detector, optimizer, scheduler, pool, val_loader, epoch, epochs, 
     losses, n_images, last_report = [], 0, t0
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"{detector.name} epoch {epoch}/{epochs}",
                                                  disable=None, leave=False, mininterval=10), start=1):
-        losses.append(train_step(detector, optimizer, images, labels, f"epoch {epoch}, step {step}"))
+        losses.append(steps.step(optimizer, images, labels, f"epoch {epoch}, step {step}"))
         n_images += len(labels)
         if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # logs are not terminals: no tqdm there
             last_report = time.perf_counter()
@@ -201,7 +191,7 @@ def _run_epoch(detector, optimizer, scheduler, pool, val_loader, epoch, epochs, 
 
 
 def _hparams(method, resolved, seed, dev, num_workers, train_shards, val_shards, data, summary) -> dict:
-    from dfrobust.provenance import code_version, library_versions
+    from dfrobust.core.provenance import code_version, library_versions
 
     return {
         "method": method,

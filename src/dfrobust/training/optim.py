@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dfrobust.errors import InputError
+from dfrobust.core.errors import InputError
 from dfrobust.training.sam import SAM
 
 _BASE = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfrobust.faces.store import FaceRecord, write_shard
+from dfrobust.media.store import FaceRecord, write_shard
 
 
 def landmark_template() -> np.ndarray:

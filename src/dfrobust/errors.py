@@ -1,6 +1,0 @@
-"""One exception type for problems with a user's input, so the workflow can
-print a single clear line (file + problem) instead of a traceback."""
-
-
-class InputError(Exception):
-    """Bad input: a missing dataset, a corrupt video, a config key of the wrong type."""

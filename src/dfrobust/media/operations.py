@@ -1,0 +1,300 @@
+"""Video processing operations declared in config: parsing, validation, sweeps, geometry.
+
+An operation is one column of Table I: a name, a category (the paper groups
+columns by category) and either an ffmpeg filter chain (pixel operations),
+codec settings (a real libx264 encode/decode round trip) or nothing (`clean`,
+the identity). A severity sweep is one declaration with a list of `levels`
+whose filter or codec settings use the placeholder `{level}`; it expands into
+one operation per level, named `<name>@<level>` (e.g. `noise@10`, `scale@0.25`),
+which is safe in file names, shells and Snakemake wildcards.
+
+Face boxes found on the clean video can be reused on a processed copy when the
+operation's geometry is known: hflip/vflip mirror, scale changes the scale,
+transpose swaps the axes, and every other filter must keep the frame size
+(colour, noise, blur). Frame sizes are measured by running the chain on a
+blank frame, so scale expressions of any form (`iw/2`, `-2:360`) are exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from dfrobust.core.config import resolve_block
+from dfrobust.core.errors import ConfigError, InputError
+from dfrobust.media.ffmpeg import frame_size_after, split_top_level
+
+PLACEHOLDER = "{level}"
+LEVEL_SEP = "@"
+# filters that move pixels without changing the frame size: boxes cannot be reused
+MOVES_PIXELS = {"rotate", "perspective", "lenscorrection", "shear", "crop", "pad", "zoompan", "v360", "deshake",
+                "vidstabtransform", "dejudder", "fillborders", "transpose_npp", "scroll", "tile", "swaprect"}
+TRANSPOSE_DIRS = {"0": "cclock_flip", "1": "clock", "2": "cclock", "3": "clock_flip",
+                  "cclock_flip": "cclock_flip", "clock": "clock", "cclock": "cclock", "clock_flip": "clock_flip"}
+
+
+class OperationError(ConfigError):
+    """A problem with an operation's declaration: the same for every video, so
+    the job stops instead of excluding videos one by one."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One processed copy of the test set, fully resolved (what a job's params hold).
+
+    filter:  ffmpeg filter chain (linear, comma-separated) or None
+    codec:   {encoder, crf, preset, pix_fmt, threads} or None
+    sweep:   the declared name of a severity sweep this copy belongs to, level its value
+    faces:   'reuse' (clean boxes through the geometry) or 'redetect'
+    """
+
+    name: str
+    category: str
+    filter: str | None = None
+    codec: dict | None = field(default=None, hash=False)
+    sweep: str | None = None
+    level: float | int | None = None
+    faces: str = "reuse"
+    base_quality: str = "raw"
+    keep_videos: bool = False
+
+    @property
+    def is_identity(self) -> bool:
+        return self.filter is None and self.codec is None
+
+    @property
+    def is_codec(self) -> bool:
+        return self.codec is not None
+
+    def filters(self) -> list[str]:
+        """The filter chain as a list of single filters ([] for identity and codec)."""
+        return split_chain(self.filter) if self.filter else []
+
+    def params(self) -> dict:
+        """Plain dict of the resolved operation (Snakemake params, shard metadata)."""
+        return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Operation":
+        return cls(**params)
+
+
+def split_chain(chain: str) -> list[str]:
+    """Split a linear filter chain at its top-level commas (as ffmpeg's own parser does)."""
+    return split_top_level(chain, ",")
+
+
+def filter_name(single: str) -> str:
+    """'scale=iw/2:ih/2' -> 'scale' (an '@instance' suffix is dropped)."""
+    return single.split("=", 1)[0].split("@", 1)[0].strip()
+
+
+def format_level(level: float | int) -> str:
+    """A level as written in names and filters: 10, 0.5, 0.125 (never 10.0)."""
+    if isinstance(level, float) and level.is_integer():
+        level = int(level)
+    return str(level)
+
+
+# --- config -> operations ---------------------------------------------------------
+
+
+def _where(key: str, entry) -> str:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return f"operations.{key}" + (f" ({name!r})" if name else "")
+
+
+def _check_entry(where: str, entry: dict) -> None:
+    """What the schema cannot say: which of filter / codec / levels an entry may have."""
+    has_filter, has_codec = entry.get("filter") is not None, entry.get("codec") is not None
+    if entry["category"] == "none":
+        if has_filter or has_codec or entry.get("levels") is not None:
+            raise OperationError(f"{where}: category 'none' is the unprocessed copy and takes no filter, codec or levels")
+        return
+    if has_filter == has_codec:
+        which = "both" if has_filter else "neither"
+        raise OperationError(f"{where}: give exactly one of 'filter' (an ffmpeg filter chain) or 'codec' (encoder settings), got {which}")
+    if has_filter:
+        chain = entry["filter"]
+        if not chain.strip():
+            raise OperationError(f"{where}: filter must be a non-empty ffmpeg filter chain string")
+        if ";" in chain or re.search(r"\[[A-Za-z0-9_]+\]", chain):
+            raise OperationError(f"{where}: filter must be one linear chain (filters separated by ','), without ';' or [labels]")
+
+
+def _check_levels(where: str, entry: dict) -> list | None:
+    levels = entry.get("levels")
+    template = entry["filter"] if entry.get("filter") is not None else str(entry.get("codec", {}).get("crf", ""))
+    uses = PLACEHOLDER in template
+    if levels is None:
+        if uses:
+            raise OperationError(f"{where}: uses {PLACEHOLDER} but declares no levels")
+        return None
+    if len({format_level(v) for v in levels}) != len(levels):
+        raise OperationError(f"{where}: levels repeat a value: {levels!r}")
+    if not uses:
+        raise OperationError(f"{where}: declares levels but its filter/codec does not use the placeholder {PLACEHOLDER}")
+    return levels
+
+
+def _resolve_codec(where: str, codec: dict, level, block: dict) -> dict:
+    crf = codec["crf"]
+    if isinstance(crf, str):
+        text = crf.replace(PLACEHOLDER, format_level(level)) if level is not None else crf
+        try:
+            crf = float(text)
+        except ValueError:
+            raise OperationError(f"{where}: codec crf must be a number or '{PLACEHOLDER}', got {codec['crf']!r}") from None
+    if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not float(crf).is_integer() or not 0 <= crf <= 63:
+        raise OperationError(f"{where}: codec crf must be an integer in 0..63, got {crf!r}")
+    return {
+        "encoder": codec.get("encoder", "libx264"),
+        "crf": int(crf),
+        "preset": codec.get("preset", block.get("x264_preset", "medium")),
+        "pix_fmt": codec.get("pix_fmt", "yuv420p"),
+        "threads": int(block.get("encoder_threads", 1)),
+    }
+
+
+def expand_operations(block: dict) -> list[Operation]:
+    """The operations of a config block (`list` then `extra`), validated (by the
+    operations schema, then the checks it cannot make), sweeps expanded in the
+    order declared. Raises InputError naming the operation."""
+    block = resolve_block("operations", block)
+    entries = [(f"{key}[{i}]", entry) for key in ("list", "extra") for i, entry in enumerate(block.get(key) or [])]
+    operations: list[Operation] = []
+    for key, entry in entries:
+        where = _where(key, entry)
+        _check_entry(where, entry)
+        common = {
+            "category": entry["category"],
+            "faces": entry.get("faces") or block.get("faces", "reuse"),
+            "base_quality": block.get("base_quality", "raw"),
+            "keep_videos": bool(entry.get("keep_videos", block.get("keep_videos", False))),
+        }
+        levels = _check_levels(where, entry) if entry["category"] != "none" else None
+        for level in levels if levels is not None else [None]:
+            name = entry["name"] if level is None else f"{entry['name']}{LEVEL_SEP}{format_level(level)}"
+            chain = entry.get("filter")
+            if chain is not None and level is not None:
+                chain = chain.replace(PLACEHOLDER, format_level(level))
+            codec = _resolve_codec(where, entry["codec"], level, block) if entry.get("codec") is not None else None
+            operations.append(Operation(
+                name=name, filter=chain, codec=codec, level=level,
+                sweep=entry["name"] if level is not None else None, **common,
+            ))
+    names = [op.name for op in operations]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise OperationError(f"operations: names must be unique, repeated: {', '.join(duplicates)}")
+    if not operations:
+        raise OperationError("operations: the list is empty (at least the clean reference is needed)")
+    return operations
+
+
+def registry(operations: list[Operation]) -> dict[str, Operation]:
+    """name -> operation, in config order."""
+    return {op.name: op for op in operations}
+
+
+def categories(operations: list[Operation]) -> list[str]:
+    """Categories in order of first appearance (the column groups of the table)."""
+    return list(dict.fromkeys(op.category for op in operations))
+
+
+# --- geometry ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Where a point of the source frame lands in the processed frame: an affine
+    map on continuous pixel coordinates (pixel edges at integers)."""
+
+    matrix: np.ndarray  # (2, 3)
+    size: tuple[int, int]  # (width, height) of the processed frame
+
+    def points(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, np.float64)
+        return (xy @ self.matrix[:, :2].T + self.matrix[:, 2]).astype(np.float32)
+
+    def box(self, box: np.ndarray) -> np.ndarray:
+        """A [x0, y0, x1, y1] box mapped and re-ordered (a flip swaps its edges)."""
+        corners = self.points(np.array([[box[0], box[1]], [box[2], box[3]]]))
+        return np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.float32)
+
+
+def _affine(a, b, c, d, e, f) -> np.ndarray:
+    return np.array([[a, b, c], [d, e, f], [0, 0, 1]], np.float64)
+
+
+def _transpose_dir(single: str) -> str:
+    args = single.split("=", 1)[1] if "=" in single else "0"
+    for part in args.split(":"):
+        key, _, value = part.partition("=")
+        value = value if _ else key
+        if (not _ or key.strip() == "dir") and value.strip() in TRANSPOSE_DIRS:
+            return TRANSPOSE_DIRS[value.strip()]
+    return "cclock_flip"
+
+
+def _filter_step(op_name: str, single: str, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
+    """3x3 matrix of one filter, from its name and the sizes around it."""
+    (w, h), (w2, h2) = before, after
+    name = filter_name(single)
+    if name == "hflip":
+        return _affine(-1, 0, w, 0, 1, 0)
+    if name == "vflip":
+        return _affine(1, 0, 0, 0, -1, h)
+    if name == "transpose":
+        if (w2, h2) == (w, h) and w != h:  # passthrough=landscape/portrait left it alone
+            return np.eye(3)
+        direction = _transpose_dir(single)
+        return {
+            "clock": _affine(0, -1, h, 1, 0, 0),
+            "cclock": _affine(0, 1, 0, -1, 0, w),
+            "clock_flip": _affine(0, -1, h, -1, 0, w),
+            "cclock_flip": _affine(0, 1, 0, 1, 0, 0),
+        }[direction]
+    if name in ("scale", "zscale") and (w2, h2) != (w, h):
+        return _affine(w2 / w, 0, 0, 0, h2 / h, 0)
+    if name in MOVES_PIXELS or (w2, h2) != (w, h):
+        change = f" changes the frame size ({w}x{h} -> {w2}x{h2})" if (w2, h2) != (w, h) else " moves pixels"
+        raise OperationError(
+            f"operation {op_name!r}: filter {single!r}{change}, and face boxes cannot be carried through it; "
+            f"set `faces: redetect` for this operation (or use hflip/vflip/transpose/scale)"
+        )
+    return np.eye(3)
+
+
+def geometry(op: Operation, width: int, height: int, exe: str) -> Transform:
+    """How `op` maps source-frame coordinates to processed-frame coordinates."""
+    filters = op.filters()
+    total = np.eye(3)
+    size = (int(width), int(height))
+    for k, single in enumerate(filters):
+        after = output_size(op, width, height, exe, upto=k + 1)
+        total = _filter_step(op.name, single, size, after) @ total
+        size = after
+    return Transform(matrix=total[:2], size=size)
+
+
+def output_size(op: Operation, width: int, height: int, exe: str, upto: int | None = None) -> tuple[int, int]:
+    """(width, height) of `op`'s frames (after its first `upto` filters) for a source frame of this size."""
+    try:
+        return chain_output_size(tuple(op.filters()[:upto]), int(width), int(height), exe)
+    except OperationError as err:
+        raise OperationError(f"operation {op.name!r}: {err}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def chain_output_size(filters: tuple[str, ...], width: int, height: int, exe: str) -> tuple[int, int]:
+    """(width, height) a filter chain makes of a width x height frame (measured by ffmpeg)."""
+    if not filters:
+        return int(width), int(height)
+    try:
+        return frame_size_after(filters, int(width), int(height), exe)
+    except InputError as err:
+        raise OperationError(str(err)) from None

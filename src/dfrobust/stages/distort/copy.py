@@ -1,0 +1,191 @@
+"""The test copies (rules/distort.smk): one clean test shard under one operation
+(or under every operation, with operations.one_decode), and their summary.
+
+The operations run on the whole stream of each video (dfrobust.media.distortion);
+the faces are cropped from the frames the test protocol sampled, with the clean
+video's boxes carried through the operation's geometry (reuse) or found again
+(redetect).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from dfrobust.core.errors import InputError
+from dfrobust.core.runlog import log as default_log
+from dfrobust.media import ffmpeg
+from dfrobust.media.distortion import distort_video
+from dfrobust.media.faces import FaceFinder, face_of
+from dfrobust.media.operations import Operation, Transform, geometry
+from dfrobust.media.store import FaceRecord, FaceShard, record_from_faces, write_shard
+from dfrobust.stages.shards import process_videos, summarise
+
+SUMMARY_COLUMNS = ("operation", "category", "sweep", "level", "shard", "video_id", "manipulation", "label",
+                   "status", "n_sampled", "n_found", "n_missed", "message")
+
+
+class CopyFaces:
+    """The faces of one video under one operation, collected as frames arrive.
+
+    reuse:    the clean boxes and landmarks carried through the operation's
+              geometry (the detector is judged on the same face regions);
+    redetect: the face finder runs again on the processed frames.
+    """
+
+    def __init__(self, clean: FaceRecord, op: Operation, cfg: dict, transform: Transform | None = None,
+                 finder: FaceFinder | None = None, lock: threading.Lock | None = None):
+        self.clean, self.op, self.cfg = clean, op, cfg
+        self.finder, self.lock = finder, lock or threading.Lock()
+        self.found: list[tuple] = []
+        self.previous = None
+        self.size = None
+        self.carried = {}
+        if op.faces == "reuse":
+            landmarks = clean.landmarks_in_frame()
+            for k, index in enumerate(clean.frame_indices):
+                self.carried[int(index)] = (transform.box(clean.boxes[k]), transform.points(landmarks[k]))
+
+    def indices(self) -> list[int]:
+        """Frames to decode: those with a clean face (reuse) or all sampled (redetect)."""
+        source = self.clean.frame_indices if self.op.faces == "reuse" else self.clean.sampled_indices
+        return [int(i) for i in source]
+
+    def __call__(self, index: int, frame: np.ndarray) -> None:
+        self.size = frame.shape[:2]
+        if self.op.faces == "reuse":
+            box, landmarks = self.carried[int(index)]
+        else:
+            with self.lock:  # one dlib detector shared by the reader threads
+                box = self.finder.find(frame, self.previous)
+                if box is None:
+                    return
+                landmarks = self.finder.landmarks(frame, box)
+            self.previous = box
+        self.found.append(face_of(frame, index, box, landmarks, self.cfg["crop_scale"], self.cfg["crop_size"]))
+
+    def record(self) -> FaceRecord:
+        return record_from_faces(self.clean.video_id, self.clean.manipulation, self.clean.label, self.found,
+                                 self.clean.sampled_indices, self.cfg["crop_size"])
+
+
+# --- one shard --------------------------------------------------------------------
+
+
+def base_videos(index_csv: str | Path, quality: str) -> dict[str, str]:
+    """video_id -> path of the test videos at the base quality."""
+    index = pd.read_csv(index_csv, dtype={"name": str})
+    rows = index[(index["quality"] == quality) & (index["split"] == "test")]
+    return dict(zip(rows["video_id"], rows["path"]))
+
+
+def distort_shard(
+    clean_npz: str | Path,
+    index_csv: str | Path,
+    operations: list[dict],
+    cfg: dict,
+    ffmpeg_path: str | None,
+    out_npzs: list[str | Path],
+    videos_dirs: list[str | Path | None] | None = None,
+    provenance: dict | None = None,
+    log: Callable = default_log,
+    progress: bool = True,
+) -> None:
+    """Write the distorted copy of one clean test shard for each operation.
+
+    `operations` are resolved operation dicts (Operation.params()), `out_npzs`
+    the shard path of each, `videos_dirs` where each keeps its processed
+    videos (operations with keep_videos; a declared output of the job). All
+    operations share one decode per video. A video excluded from the clean
+    faces stays excluded (same status); a video that fails under the
+    operations is reported and the others go on.
+    """
+    ops = [Operation.from_params(p) for p in operations]
+    videos_dirs = videos_dirs or [None] * len(ops)
+    if len(out_npzs) != len(ops) or len(videos_dirs) != len(ops):
+        raise ValueError("one output shard (and videos folder) per operation")
+    for op, folder in zip(ops, videos_dirs):
+        if op.keep_videos and not folder:
+            raise ValueError(f"operation {op.name!r} keeps its videos but was given no folder for them")
+    exe = ffmpeg.find_ffmpeg(ffmpeg_path)
+    clean = FaceShard(clean_npz)
+    qualities = {op.base_quality for op in ops}
+    if clean.summary.get("quality") not in qualities or clean.summary.get("split") != "test":
+        raise InputError(f"{clean_npz}: is {clean.summary.get('quality')}/{clean.summary.get('split')} faces, "
+                         f"expected the test split at base quality {sorted(qualities)}")
+    paths = base_videos(index_csv, clean.summary["quality"])
+    finder = FaceFinder.from_config(cfg) if any(op.faces == "redetect" for op in ops) else None
+    lock = threading.Lock()
+    keep_dirs = {op.name: Path(folder) for op, folder in zip(ops, videos_dirs) if op.keep_videos}
+    log(f"{clean_npz}: {len(clean.summary['videos'])} videos x {len(ops)} operation(s) "
+        f"[{', '.join(op.name for op in ops)}], {ffmpeg.ffmpeg_version(exe)}")
+
+    def work(video: dict) -> dict[str, tuple[FaceRecord, dict]]:
+        start = time.perf_counter()
+        record = clean.read(video["video_id"])
+        if video.get("width") and video.get("height"):
+            width, height = int(video["width"]), int(video["height"])
+        else:
+            info = ffmpeg.probe(video["path"], exe)
+            width, height = info.width, info.height
+        collectors = {}
+        for op in ops:
+            transform = geometry(op, width, height, exe) if op.faces == "reuse" else None
+            collectors[op.name] = CopyFaces(record, op, cfg, transform, finder, lock)
+        keep = {name: folder / f"{video['video_id']}.mp4" for name, folder in keep_dirs.items()}
+        distort_video(video["path"], ops, {n: c.indices() for n, c in collectors.items()}, width, height, exe,
+                      threads=cfg.get("threads", 1), sinks=collectors, keep=keep)
+        seconds = round((time.perf_counter() - start) / len(ops), 3)
+        results = {}
+        for op in ops:
+            height_out, width_out = collectors[op.name].size or (None, None)
+            fields = {"width": width_out, "height": height_out, "seconds": seconds,
+                      "video": str(keep[op.name]) if op.name in keep else None}
+            results[op.name] = (collectors[op.name].record(), fields)
+        return results
+
+    videos = []
+    for meta in clean.summary["videos"]:
+        video = {**meta, "path": paths.get(meta["video_id"], meta.get("path"))}
+        if meta.get("status") == "ok" and meta["video_id"] not in clean.video_ids:
+            video["status"] = "error"
+        videos.append(video)
+    by_name = {op.name: op for op in ops}
+    done = process_videos(videos, list(by_name), work, cfg.get("min_faces", 1), log, desc="distort",
+                          context=lambda name: f" after {name} (faces: {by_name[name].faces})", progress=progress)
+    for op, out, folder in zip(ops, out_npzs, videos_dirs):
+        records, rows = done[op.name]
+        rows = [{"operation": op.name, "category": op.category, "sweep": op.sweep, "level": op.level, **row} for row in rows]
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        meta = {"operation": op.params(), "quality": clean.summary["quality"], "split": "test",
+                "shard": clean.summary.get("shard"), "source": str(clean_npz), "faces_config": cfg,
+                "ffmpeg": ffmpeg.ffmpeg_version(exe), "provenance": provenance or {}}
+        write_shard(out, records, rows, meta)
+        ok = sum(r["status"] == "ok" for r in rows)
+        log(f"wrote {out}: {ok}/{len(rows)} videos with faces under {op.name}")
+
+
+def summarise_distorted(shard_jsons: list[str | Path], out_csv: str | Path, out_operations: str | Path) -> pd.DataFrame:
+    """One row per (operation, video) over all distorted shards, and the list of
+    operations in config order with their metadata (for tables and sweep plots)."""
+    import json
+
+    from dfrobust.core.io import atomic_path
+
+    operations = {}
+    for path in shard_jsons:
+        op = json.loads(Path(path).read_text())["operation"]
+        operations.setdefault(op["name"], {
+            "operation": op["name"], "category": op["category"], "sweep": op["sweep"], "level": op["level"],
+            "filter": op["filter"], "codec": json.dumps(op["codec"], sort_keys=True) if op["codec"] else None,
+            "faces": op["faces"], "base_quality": op["base_quality"],
+        })
+    with atomic_path(out_operations) as tmp:
+        pd.DataFrame(list(operations.values())).to_csv(tmp, index=False)
+    return summarise(shard_jsons, out_csv, SUMMARY_COLUMNS)

@@ -1,0 +1,85 @@
+"""The face stage (rules/faces.smk): the faces of one shard of videos, and the
+summary of all shards.
+
+For every video, N frames are sampled evenly; ffmpeg decodes the video once
+and converts only those frames; the largest face of each is found, given 68
+landmarks and cropped (dfrobust.media.faces).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from dfrobust.core.errors import InputError
+from dfrobust.core.runlog import log
+from dfrobust.datasets.ffpp import n_shards
+from dfrobust.media import ffmpeg
+from dfrobust.media.faces import FaceFinder, faces_from_frames
+from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
+from dfrobust.stages.shards import process_videos, summarise
+
+SUMMARY_COLUMNS = ("quality", "split", "shard", "video_id", "manipulation", "label", "status", "n_sampled", "n_found",
+                   "n_missed", "message", "path")
+
+
+def shard_rows(index_csv: str | Path, quality: str, split: str, shard: int, planned_shards: int, shard_size: int) -> list[dict]:
+    """The index rows of one shard, in the same interleaved order the plan used."""
+    index = pd.read_csv(index_csv, dtype={"name": str})
+    rows = index[(index["quality"] == quality) & (index["split"] == split)].to_dict("records")
+    count = n_shards(len(rows), shard_size)
+    if count != planned_shards:
+        raise InputError(
+            f"{index_csv}: {split} has {len(rows)} videos at {quality} = {count} shards, but the workflow planned "
+            f"{planned_shards} (the dataset changed after the plan; rerun snakemake)"
+        )
+    return rows[shard::count]
+
+
+def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, exe: str) -> tuple[FaceRecord, dict]:
+    """Faces of one video and its summary fields. Raises InputError for an unreadable video."""
+    start = time.perf_counter()
+    path = video["path"]
+    if not video.get("exists", True) and not Path(path).is_file():
+        raise InputError(f"{path}: video file does not exist")
+    info = ffmpeg.probe(path, exe)
+    indices = ffmpeg.even_sample(info.n_frames, n_samples)
+    frames = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=cfg.get("threads", 1))
+    faces = faces_from_frames(frames, indices, finder, cfg["crop_scale"], cfg["crop_size"])
+    record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), faces, indices, cfg["crop_size"])
+    fields = {"path": str(path), "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,
+              "seconds": round(time.perf_counter() - start, 3)}
+    return record, fields
+
+
+def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print, progress: bool = True):
+    """Faces of every video of a shard: (records kept, summary rows of all videos).
+
+    `videos` rows have video_id, manipulation, label, path (and exists).
+    """
+    finder = FaceFinder.from_config(cfg)
+    n_samples = cfg["frames"][split]
+    videos = [{**v, "label": int(v["label"])} for v in videos]
+    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe)},
+                          cfg.get("min_faces", 1), log, desc=f"faces {split}", progress=progress)
+    return done[split]
+
+
+def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg_path, out_npz, provenance=None):
+    """Extract the faces of one shard and write it (npz + json summary)."""
+    exe = ffmpeg.find_ffmpeg(ffmpeg_path)
+    rows = shard_rows(index_csv, quality, split, int(shard), int(planned_shards), cfg["shard_size"])
+    log(f"shard {shard} of {quality}/{split}: {len(rows)} videos, {cfg['frames'][split]} frames each, {ffmpeg.ffmpeg_version(exe)}")
+    records, summary = extract_shard(rows, split, cfg, exe, log=log)
+    meta = {"quality": quality, "split": split, "shard": int(shard), "faces_config": cfg,
+            "ffmpeg": ffmpeg.ffmpeg_version(exe), "provenance": provenance or {}}
+    write_shard(out_npz, records, summary, meta)
+    ok = sum(r["status"] == "ok" for r in summary)
+    log(f"wrote {out_npz}: {ok}/{len(summary)} videos with faces")
+
+
+def summarise_shards(shard_jsons: list[str | Path], out_csv: str | Path) -> pd.DataFrame:
+    """One row per video over all shards: found/missed frame counts and status."""
+    return summarise(shard_jsons, out_csv, SUMMARY_COLUMNS)

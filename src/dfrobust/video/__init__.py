@@ -1,1 +1,0 @@
-"""Video I/O through the ffmpeg binary, and the operations applied to test videos."""

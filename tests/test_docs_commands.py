@@ -1,0 +1,142 @@
+"""Every command written in the README and the docs runs as written.
+
+Commands are read from the Markdown (code blocks and inline code) of
+README.md, docs/*.md and bench/README.md, and run in a fresh copy of the
+repository's tracked files:
+
+* snakemake ...   as written plus `-n` (a dry run: nothing is computed);
+                  a command that names config/ffpp.yaml gets a small FF++-shaped
+                  tree as its dataset root (the only edit, in the copy's config);
+* make TARGET     `make -n TARGET` (the recipe is checked, not run: CI runs `make test`);
+* dfrobust ...    as written, on a results folder made for it;
+* python bench/X  `--help` must work and must know every option the doc gives.
+
+A few commands need what a test cannot have here (a real cluster, root, the
+HTML report of a finished run); they are listed in SKIP with the test that
+covers them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, SMALL_PAIRS, make_ffpp_tree
+
+DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")), "bench/README.md"]
+RUNNABLE = ("snakemake", "make", "dfrobust", "python")
+BIN = Path(sys.executable).parent
+SKIP = {
+    "tests/slurm/": "needs root and a SLURM cluster: tests/test_slurm.py runs it",
+    "--report": "needs a finished run: tests/test_workflow.py::test_html_report",
+}
+
+
+def _clean(line: str) -> str:
+    line = line.strip()
+    if " #" in line:
+        line = line[: line.index(" #")].rstrip()
+    return line
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(doc, command) for every runnable command in the docs, in order, once each."""
+    found: dict[str, str] = {}
+    for doc in DOCS:
+        fenced = False
+        lines = (REPO / doc).read_text().splitlines()
+        for line in lines:
+            if line.strip().startswith("```"):
+                fenced = not fenced
+                continue
+            candidates = []
+            if fenced or line.startswith("    "):
+                candidates.append(_clean(line))
+            candidates += re.findall(r"`([^`]+)`", line)
+            for candidate in candidates:
+                for part in candidate.split("&&"):
+                    part = part.strip()
+                    if part.split(" ", 1)[0] in RUNNABLE and " " in part:
+                        found.setdefault(part, doc)
+    return [(doc, command) for command, doc in found.items()]
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """The tracked files (what a fresh clone has), and an FF++-shaped tree for config/ffpp.yaml."""
+    root = tmp_path_factory.mktemp("clone")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, tracked.split("\0")):
+        source = REPO / rel
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            (root / rel).symlink_to(source.readlink())
+        elif source.is_file():
+            shutil.copy2(source, root / rel)
+    ffpp = make_ffpp_tree(tmp_path_factory.mktemp("ffpp"), SMALL_PAIRS)
+    config = yaml.safe_load((root / "config/ffpp.yaml").read_text())
+    config["dataset"]["root"] = str(ffpp)
+    (root / "config/ffpp.yaml").write_text(yaml.safe_dump(config))
+    _trace_results(root / "results")
+    return root
+
+
+def _trace_results(results: Path) -> None:
+    """Metrics files for the cells the docs trace, made through the real metrics step."""
+    import numpy as np
+    import pandas as pd
+
+    from dfrobust.stages.score import evaluate_file
+
+    rng = np.random.default_rng(0)
+    frames = pd.DataFrame({"video_id": np.repeat([f"v{i}" for i in range(8)], 2), "manipulation": "original",
+                           "label": np.repeat([0, 1] * 4, 2), "frame_index": np.tile([0, 1], 8),
+                           "score": rng.uniform(0, 1, 16)})
+    frames.loc[frames.label == 1, "manipulation"] = "Deepfakes"
+    for method, quality, operation in (("xception", "c23", "c40"),):
+        scores = results / "scores" / method / quality / f"{operation}.csv"
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        frames.to_csv(scores, index=False)
+        cell = {"method": method, "train_quality": quality, "operation": operation, "category": "compression"}
+        evaluate_file(scores, results / "metrics" / method / quality / f"{operation}.json", {"bootstrap": 10}, cell)
+
+
+def _bench_options(script: str, clone: Path) -> str:
+    proc = subprocess.run([sys.executable, script, "--help"], cwd=clone, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_docs_have_commands():
+    commands = [c for _, c in documented_commands()]
+    assert "make demo" in commands and "make test" in commands
+    assert any(c.startswith("snakemake --profile slurm") for c in commands)
+
+
+@pytest.mark.parametrize("doc, command", documented_commands(), ids=lambda value: value[:60])
+def test_documented_command_runs_as_written(doc, command, clone):
+    for marker, why in SKIP.items():
+        if marker in command:
+            pytest.skip(why)
+    words = shlex.split(command)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    if words[0] == "python" and len(words) > 1 and words[1].startswith("bench/"):
+        help_text = _bench_options(words[1], clone)
+        unknown = [w.split("=")[0] for w in words[2:] if w.startswith("--") and w.split("=")[0] not in help_text]
+        assert not unknown, f"{doc}: `{command}` uses options {words[1]} does not have: {unknown}"
+        return
+    if words[0] == "make":
+        command = "make -n " + command.split(" ", 1)[1]
+    elif words[0] == "snakemake" and "-n" not in words and "--dry-run" not in words:
+        command = "snakemake -n " + command.split(" ", 1)[1]
+    # through bash, as a reader would type it (brace expansion and all)
+    proc = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{doc}: `{command}` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -1,0 +1,75 @@
+"""The library's layers: no module imports a module of a higher layer.
+
+    core < media < datasets < evaluation < detectors < training < stages < reporting < (config, cli)
+
+Every import counts, also one inside a function: a lazy import up the
+layers is still a cycle in the design.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "dfrobust"
+LAYERS = ["core", "media", "datasets", "evaluation", "detectors", "training", "stages", "reporting", "config", "cli"]
+
+
+def layer_of(module: str) -> int:
+    """Layer index of a dotted dfrobust module name ('dfrobust' itself is core)."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return 0
+    if parts[1] not in LAYERS:
+        raise AssertionError(f"{module}: not in any layer; add its package to LAYERS")
+    return LAYERS.index(parts[1])
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def imported(module: str, path: Path) -> set[str]:
+    """dfrobust modules `path` imports anywhere (relative imports resolved)."""
+    names = set()
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names.add(base)
+    return {name for name in names if name == "dfrobust" or name.startswith("dfrobust.")}
+
+
+def test_every_package_has_a_layer():
+    for module in modules():
+        layer_of(module)
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_no_import_runs_up_the_layers(module):
+    path = modules()[module]
+    own = layer_of(module)
+    upward = sorted(name for name in imported(module, path) if layer_of(name) > own)
+    assert not upward, f"{module} ({LAYERS[own]}) imports higher layers: {upward}"
+
+
+def test_the_check_catches_an_upward_import(tmp_path):
+    """The test above can fail: a core module importing a stage is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from dfrobust.stages.faces import run_face_shard\n")
+    assert layer_of(next(iter(imported("dfrobust.core.bad", bad)))) > layer_of("dfrobust.core.bad")
