@@ -3,9 +3,11 @@
 #   snakemake --cores all results/table1.csv        # workstation
 #   snakemake --profile slurm results/table1.csv    # SLURM cluster
 #
-# The DAG: dataset index -> faces (quality x split x shard) -> train (method x
-# quality) / distorted test copies (operation x shard) -> scores -> metrics ->
-# results/table1.csv. Config is validated against src/dfrobust/core/schema/ at start.
+# The DAG: dataset indexes -> faces (dataset x quality x split x shard) ->
+# train (model) / processed test copies (dataset x quality x operation x shard)
+# -> scores (model x copy) -> metrics (model x test set x operation) ->
+# results/table1.csv and results/tables/*. Config is validated at start
+# (dfrobust.config); the run's plan is dfrobust.plan.
 
 from snakemake.utils import min_version
 
@@ -25,12 +27,13 @@ include: "rules/report.smk"
 
 
 rule all:
-    """Table I with its figures, the operations figure and the stage summaries."""
+    """Table I with its figures, the other tables, the operations figure and the stage summaries."""
     input:
         "results/table1.csv",
         "results/figures/table1_heatmap.png",
         "results/figures/operations.png",
         "results/faces/summary.csv",
         "results/distorted/summary.csv",
+        [f"results/tables/{name}.csv" for name in PLAN.tables],
     default_target: True
     localrule: True

@@ -1,66 +1,64 @@
-# Shared setup: validated config, the dataset plan (which shards exist), helpers.
+# Shared setup: the validated config, the plan of the run (datasets, models,
+# test sets, tables: dfrobust.plan), file names and helpers of the rules.
+import re as _re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from dfrobust.config import validate_config
-from dfrobust.datasets import ffpp
 from dfrobust.core.errors import InputError
+from dfrobust.datasets import ffpp, planned_counts
+from dfrobust.media.operations import expand_operations
+from dfrobust.plan import build_plan
 from snakemake.exceptions import WorkflowError
 
 try:
     _validated = validate_config(config)
+    OPERATIONS = expand_operations(_validated["operations"])
+    PLAN = build_plan(_validated, [op.name for op in OPERATIONS], lambda kind, cfg: planned_counts(kind, cfg, _validated))
 except InputError as _error:
     raise WorkflowError(str(_error)) from None
 config.clear()
 config.update(_validated)
 
-DATASET = config["dataset"]
 FACES = config["faces"]
 SPLITS = list(ffpp.SPLITS)
-QUALITIES = DATASET["qualities"]
-IS_DEMO = DATASET["kind"] == "demo"
-DATASET_ROOT = DATASET["root"]
-DEMO_MANIFEST = f"{DATASET_ROOT}/demo_manifest.json"
-if not IS_DEMO and not Path(DATASET_ROOT).is_dir():
-    raise WorkflowError(f"{DATASET_ROOT}: dataset directory does not exist (config key 'dataset.root')")
+DATASETS = PLAN.datasets
+MAIN = PLAN.main
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (never the empty string)."""
+    return "|".join(_re.escape(name) for name in sorted(names, key=len, reverse=True)) or "(?!)"
+
 
 wildcard_constraints:
-    quality="|".join(ffpp.QUALITIES),
+    dataset=names_regex(DATASETS),
+    quality=names_regex({q for d in DATASETS.values() for q in d.qualities}),
     split="|".join(ffpp.SPLITS),
     shard=r"\d{3}",
 
 
-def planned_videos_count():
-    """Number of videos per split, known before any job runs (this is what
-    lets a dry run list every face job, for the demo as for FF++)."""
-    if IS_DEMO:
-        return {split: 2 * config["demo"]["pairs"][split] * (1 + len(DATASET["methods"])) for split in SPLITS}
-    try:
-        splits = ffpp.read_splits(ffpp.splits_dir_of(DATASET))
-    except InputError as error:
-        raise WorkflowError(str(error)) from None
-    return {split: len(ffpp.split_videos(splits[split], DATASET["methods"], split)) for split in SPLITS}
+def dataset_block(name):
+    """The config block of a dataset, with its kind and name (what its jobs get as params)."""
+    return {**DATASETS[name].cfg, "name": name}
 
 
-# planned once at parse time: input functions ask for it for every job
-PLANNED_SHARDS = {split: ffpp.n_shards(count, FACES["shard_size"]) for split, count in planned_videos_count().items()}
+def demo_manifest(name):
+    return f"{DATASETS[name].cfg['root']}/demo_manifest.json"
 
 
-def planned_shards(split):
-    return PLANNED_SHARDS[split]
+def index_of(name):
+    return f"results/datasets/{name}/index.csv"
 
 
-def face_shards(quality, split, ext="npz"):
-    return [f"results/faces/{quality}/{split}/shard_{k:03d}.{ext}" for k in range(planned_shards(split))]
+def planned_shards(dataset, split):
+    return DATASETS[dataset].shards(split, FACES["shard_size"])
 
 
-def dataset_inputs(wildcards=None):
-    """What the index depends on: the demo build, or the split files of FF++."""
-    if IS_DEMO:
-        return [DEMO_MANIFEST]
-    return [str(ffpp.splits_dir_of(DATASET) / f"{split}.json") for split in SPLITS]
+def face_shards(dataset, quality, split, ext="npz"):
+    return [f"results/faces/{dataset}/{quality}/{split}/shard_{k:03d}.{ext}" for k in range(planned_shards(dataset, split))]
 
 
 def rule_resources(family):
@@ -85,46 +83,38 @@ def rule_resources(family):
     return {**settings, "mem_mb": mem_mb}
 
 
-# --- operations: the processed copies of the test set (rules/distort.smk) ---
-import re as _re
-
-from dfrobust.media.operations import expand_operations
-
-try:
-    OPERATIONS = expand_operations(config["operations"])
-except InputError as _error:
-    raise WorkflowError(str(_error)) from None
+# --- operations: processed copies of test sets (rules/distort.smk) ---
 OPERATION_PARAMS = {op.name: op.params() for op in OPERATIONS}
-KEPT_OPERATIONS = [op.name for op in OPERATIONS if op.keep_videos]  # their full videos are outputs too
 OPERATION_NAMES = list(OPERATION_PARAMS)
-OPERATION_RE = "|".join(_re.escape(name) for name in OPERATION_NAMES)
+IDENTITY = {op.name for op in OPERATIONS if op.is_identity}  # scored straight from the face shards
+KEPT_OPERATIONS = [op.name for op in OPERATIONS if op.keep_videos]  # their full videos are outputs too
 BASE_QUALITY = config["operations"]["base_quality"]
-if BASE_QUALITY not in QUALITIES:
-    raise WorkflowError(
-        f"config key 'operations.base_quality': {BASE_QUALITY!r} is not one of dataset.qualities {QUALITIES}"
-    )
 
 
-def names_regex(names):
-    """A wildcard constraint matching exactly these names (never the empty string)."""
-    return "|".join(_re.escape(name) for name in names) or "(?!)"
+def copy_shards(dataset, quality, operation, ext="npz"):
+    """The face shards of one test copy: the clean test faces for an identity
+    operation, else the processed copy (one shard per clean test shard)."""
+    if operation in IDENTITY:
+        return face_shards(dataset, quality, "test", ext)
+    return [f"results/distorted/{dataset}/{quality}/{operation}/shard_{k:03d}.{ext}"
+            for k in range(planned_shards(dataset, "test"))]
 
 
-def distorted_shards(operation, ext="npz"):
-    """The shard files of one processed copy (one per clean test shard)."""
-    return [f"results/distorted/{operation}/shard_{k:03d}.{ext}" for k in range(planned_shards("test"))]
+COPIES = sorted({(d, q, op) for _, d, q, op in PLAN.score_keys() if op not in IDENTITY})
 
 
-# --- models: the rows of Table I (rules/train.smk, score.smk, report.smk) ---
+# --- models: the rows of the tables (rules/train.smk, score.smk, report.smk) ---
 GPU_THREADS = config["resources"]["gpu"]["cpus_per_gpu"]  # what SLURM gives a GPU job, reserved locally too
-MODELS = [(m["method"], m["quality"]) for m in config["models"]]
-DETECTOR_NAMES = sorted({method for method, _ in MODELS})
-METHOD_ORDER = list(dict.fromkeys(method for method, _ in MODELS))  # table rows follow config `models`
-for _method, _quality in MODELS:
-    if _method not in config["detectors"]:
-        raise WorkflowError(f"config key 'models': detector {_method!r} has no block in 'detectors' ({sorted(config['detectors'])})")
-    if _quality not in QUALITIES:
-        raise WorkflowError(f"config key 'models': quality {_quality!r} of {_method} is not in dataset.qualities {QUALITIES}")
+MODELS = PLAN.models  # id ("xception/c23") -> dfrobust.plan.Model
+MODEL_NAMES = {m.name for m in MODELS.values()}
+TRAINSETS = {m.trainset for m in MODELS.values()}
+TABLE1_ROWS = [(m.name, m.trainset) for m in PLAN.table1_models]
+METHOD_ORDER = list(dict.fromkeys(name for name, _ in TABLE1_ROWS))  # table rows follow config `models`
+TEST_SET = PLAN.table1_test_set  # Table I's test set: the training dataset at the base quality
+
+
+def model_of(wildcards):
+    return MODELS[f"{wildcards.model}/{wildcards.trainset}"]
 
 
 def pretrained_marker(method):
@@ -133,11 +123,19 @@ def pretrained_marker(method):
     return [f"resources/pretrained/{method}.json"] if config["detectors"][method].get("pretrained") is True else []
 
 
-# each table cell: the operation's category (and sweep/level for severity sweeps)
+def score_file(model_id, dataset, quality, operation):
+    return f"results/scores/{model_id}/{dataset}/{quality}/{operation}.csv"
+
+
+def metrics_file(model_id, test_set, operation):
+    return f"results/metrics/{model_id}/{test_set}/{operation}.json"
+
+
+# each Table I cell: the operation's category (and sweep/level for severity sweeps)
 OPERATION_CELLS = {
     op.name: {k: getattr(op, k) for k in ("category", "sweep", "level") if getattr(op, k) is not None}
     for op in OPERATIONS
 }
-METRIC_FILES = [f"results/metrics/{m}/{q}/{op}.json" for m, q in MODELS for op in OPERATION_NAMES]
-SCORE_FILES = [f"results/scores/{m}/{q}/{op}.csv" for m, q in MODELS for op in OPERATION_NAMES]
+METRIC_FILES = [metrics_file(m.id, TEST_SET, op) for m in PLAN.table1_models for op in OPERATION_NAMES]
+SCORE_FILES = [score_file(m.id, MAIN, BASE_QUALITY, op) for m in PLAN.table1_models for op in OPERATION_NAMES]
 TABLE_OPERATIONS = [{"name": n, "category": OPERATION_CELLS[n].get("category", "")} for n in OPERATION_NAMES]

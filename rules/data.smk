@@ -1,42 +1,56 @@
-# The dataset: build the embedded demo (kind: demo) and index the FF++ layout.
+# The datasets: build the embedded demos (kind demo, demo_celebdf) and index
+# every dataset in its own layout.
 
 
-if IS_DEMO:
+DEMO_BUILDS = [name for name, d in DATASETS.items() if d.is_demo]
 
-    rule demo_dataset:
-        """Build the embedded demo dataset in FF++ layout (offline, deterministic)."""
-        output:
-            DEMO_MANIFEST,
-        params:
-            demo=config["demo"],
-            dataset=DATASET,
-            seed=config["seed"],
-            ffmpeg=config["ffmpeg"],
-        log:
-            "logs/dataset/demo.log",
-        benchmark:
-            "benchmarks/dataset/demo.tsv"
-        threads: 2
-        resources:
-            **rule_resources("cpu"),
-        conda:
-            "../envs/dfrobust.yaml"
-        script:
-            "../workflow_scripts/build_demo.py"
+
+rule demo_dataset:
+    """Build an embedded demo dataset (offline, deterministic) in its dataset's layout."""
+    output:
+        "{root}/demo_manifest.json",
+    params:
+        dataset=lambda wc: dataset_block(next(n for n in DEMO_BUILDS if DATASETS[n].cfg["root"] == wc.root)),
+        demo=lambda wc: config["demo"],
+        seed=config["seed"],
+        ffmpeg=config["ffmpeg"],
+    wildcard_constraints:
+        root=names_regex([DATASETS[n].cfg["root"] for n in DEMO_BUILDS]),
+    log:
+        "logs/datasets/demo_{root}.log",
+    benchmark:
+        "benchmarks/datasets/demo_{root}.tsv"
+    threads: 2
+    resources:
+        **rule_resources("cpu"),
+    conda:
+        "../envs/dfrobust.yaml"
+    script:
+        "../workflow_scripts/build_demo.py"
+
+
+def dataset_inputs(wildcards):
+    """What a dataset's index depends on: its demo build, or its split / label files."""
+    dataset = DATASETS[wildcards.dataset]
+    if dataset.is_demo:
+        return [demo_manifest(wildcards.dataset)]
+    if dataset.kind == "ffpp":
+        return [str(ffpp.splits_dir_of(dataset.cfg) / f"{split}.json") for split in SPLITS]
+    return []
 
 
 rule dataset_index:
-    """Every (video, quality) of the configured splits, methods and qualities,
-    with what is missing reported (error or warning per dataset.on_missing)."""
+    """Every (video, quality) of one dataset, with what is missing reported
+    (error or warning per its on_missing)."""
     input:
         dataset_inputs,
     output:
-        index="results/dataset/index.csv",
-        missing="results/dataset/missing.csv",
+        index="results/datasets/{dataset}/index.csv",
+        missing="results/datasets/{dataset}/missing.csv",
     params:
-        dataset=DATASET,
+        dataset=lambda wc: dataset_block(wc.dataset),
     log:
-        "logs/dataset/index.log",
+        "logs/datasets/{dataset}/index.log",
     localrule: True
     conda:
         "../envs/dfrobust.yaml"

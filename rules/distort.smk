@@ -1,6 +1,7 @@
-# Processed copies of the test set: every operation applied to the whole stream
-# of every test video of the base quality; faces cropped from the frames the
-# test protocol samples (the clean test faces' frames).
+# Processed copies of test sets: every operation applied to the whole stream of
+# every test video of a (dataset, quality); faces cropped from the frames the
+# test protocol samples (the clean test faces' frames). Identity operations
+# (clean) need no copy: they are scored on the clean test faces themselves.
 #
 # Default (operations.one_decode: false): one job per (operation, shard) whose
 # params hold only that operation's resolved config, so adding or editing an
@@ -8,7 +9,8 @@
 # decodes each video once for all operations (less total work; any operation
 # change reruns them all).
 
-BASE_TEST_FACES = f"results/faces/{BASE_QUALITY}/test/shard_{{shard}}.npz"
+CLEAN_TEST_FACES = "results/faces/{dataset}/{quality}/test/shard_{shard}.npz"
+PROCESSED = [name for name in OPERATION_NAMES if name not in IDENTITY]
 
 
 if config["operations"]["one_decode"]:
@@ -16,21 +18,22 @@ if config["operations"]["one_decode"]:
     rule distort_shard_all:
         """Every operation on one shard, each video decoded once (split into one branch per operation)."""
         input:
-            faces=BASE_TEST_FACES,
-            index="results/dataset/index.csv",
+            faces=CLEAN_TEST_FACES,
+            index=lambda wc: index_of(wc.dataset),
         output:
-            npz=[f"results/distorted/{name}/shard_{{shard}}.npz" for name in OPERATION_NAMES],
-            json=[f"results/distorted/{name}/shard_{{shard}}.json" for name in OPERATION_NAMES],
-            videos=[directory(f"results/distorted_videos/{name}/shard_{{shard}}") for name in KEPT_OPERATIONS],
+            npz=[f"results/distorted/{{dataset}}/{{quality}}/{name}/shard_{{shard}}.npz" for name in PROCESSED],
+            json=[f"results/distorted/{{dataset}}/{{quality}}/{name}/shard_{{shard}}.json" for name in PROCESSED],
+            videos=[directory(f"results/distorted_videos/{{dataset}}/{{quality}}/{name}/shard_{{shard}}")
+                    for name in KEPT_OPERATIONS],
         params:
-            operations=list(OPERATION_PARAMS.values()),
+            operations=[OPERATION_PARAMS[name] for name in PROCESSED],
             kept=KEPT_OPERATIONS,
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         log:
-            "logs/distorted/one_decode/shard_{shard}.log",
+            "logs/distorted/{dataset}/{quality}/one_decode/shard_{shard}.log",
         benchmark:
-            "benchmarks/distorted/one_decode/shard_{shard}.tsv"
+            "benchmarks/distorted/{dataset}/{quality}/one_decode/shard_{shard}.tsv"
         threads: 1
         resources:
             **rule_resources("cpu"),
@@ -44,21 +47,21 @@ else:
     rule distort_copy:
         """One operation on one shard of the clean test faces (same videos, frames and boxes)."""
         input:
-            faces=BASE_TEST_FACES,
-            index="results/dataset/index.csv",
+            faces=CLEAN_TEST_FACES,
+            index=lambda wc: index_of(wc.dataset),
         output:
-            npz="results/distorted/{operation}/shard_{shard}.npz",
-            json="results/distorted/{operation}/shard_{shard}.json",
+            npz="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.npz",
+            json="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.json",
         params:
             operation=lambda wc: OPERATION_PARAMS[wc.operation],
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         wildcard_constraints:
-            operation=names_regex(set(OPERATION_NAMES) - set(KEPT_OPERATIONS)),
+            operation=names_regex(set(PROCESSED) - set(KEPT_OPERATIONS)),
         log:
-            "logs/distorted/{operation}/shard_{shard}.log",
+            "logs/distorted/{dataset}/{quality}/{operation}/shard_{shard}.log",
         benchmark:
-            "benchmarks/distorted/{operation}/shard_{shard}.tsv"
+            "benchmarks/distorted/{dataset}/{quality}/{operation}/shard_{shard}.tsv"
         threads: 1
         resources:
             **rule_resources("cpu"),
@@ -70,22 +73,22 @@ else:
     use rule distort_copy as distort_copy_kept with:
         """The same for an operation with keep_videos: its full processed videos are an output too."""
         output:
-            npz="results/distorted/{operation}/shard_{shard}.npz",
-            json="results/distorted/{operation}/shard_{shard}.json",
-            videos=directory("results/distorted_videos/{operation}/shard_{shard}"),
+            npz="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.npz",
+            json="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.json",
+            videos=directory("results/distorted_videos/{dataset}/{quality}/{operation}/shard_{shard}"),
         params:
             operation=lambda wc: OPERATION_PARAMS[wc.operation],
             kept=lambda wc: [wc.operation],
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         wildcard_constraints:
-            operation=names_regex(KEPT_OPERATIONS),
+            operation=names_regex(set(KEPT_OPERATIONS) & set(PROCESSED)),
 
 
 rule distorted:
     """All processed copies: one row per (operation, video), and the operations in column order."""
     input:
-        [path for name in OPERATION_NAMES for path in distorted_shards(name, "json")],
+        [path for d, q, op in COPIES for path in copy_shards(d, q, op, "json")],
     output:
         summary="results/distorted/summary.csv",
         operations="results/distorted/operations.csv",
@@ -103,8 +106,8 @@ rule distorted:
 rule operations_figure:
     """The same test frame under every operation in a labelled grid (the paper's Fig. 1)."""
     input:
-        faces=BASE_TEST_FACES.format(shard="000"),
-        index="results/dataset/index.csv",
+        faces=face_shards(MAIN, BASE_QUALITY, "test")[0],
+        index=index_of(MAIN),
     output:
         "results/figures/operations.png",
     params:

@@ -1,21 +1,21 @@
-# Face extraction and alignment, one job per (quality, split, shard).
+# Face extraction and alignment, one job per (dataset, quality, split, shard).
 
 
 rule extract_faces:
     """Sample frames evenly, find the largest face, 68 landmarks, 1.3x square crop."""
     input:
-        index="results/dataset/index.csv",
+        index=lambda wc: index_of(wc.dataset),
     output:
-        npz="results/faces/{quality}/{split}/shard_{shard}.npz",
-        json="results/faces/{quality}/{split}/shard_{shard}.json",
+        npz="results/faces/{dataset}/{quality}/{split}/shard_{shard}.npz",
+        json="results/faces/{dataset}/{quality}/{split}/shard_{shard}.json",
     params:
         faces=FACES,
         ffmpeg=config["ffmpeg"],
-        planned_shards=lambda wc: planned_shards(wc.split),
+        planned_shards=lambda wc: planned_shards(wc.dataset, wc.split),
     log:
-        "logs/faces/{quality}/{split}/shard_{shard}.log",
+        "logs/faces/{dataset}/{quality}/{split}/shard_{shard}.log",
     benchmark:
-        "benchmarks/faces/{quality}/{split}/shard_{shard}.tsv"
+        "benchmarks/faces/{dataset}/{quality}/{split}/shard_{shard}.tsv"
     threads: 1
     resources:
         **rule_resources("cpu"),
@@ -26,9 +26,9 @@ rule extract_faces:
 
 
 rule faces:
-    """All face shards and a per-video summary (frames found / missed, exclusions)."""
+    """Every face shard the run needs, and a per-video summary (frames found / missed, exclusions)."""
     input:
-        [face_shards(q, s, "json") for q in QUALITIES for s in SPLITS],
+        [path for d, q, s in sorted(PLAN.face_keys()) for path in face_shards(d, q, s, "json")],
     output:
         "results/faces/summary.csv",
     log:

@@ -1,6 +1,4 @@
-# Table I, figures and the HTML report.
-
-
+# Table I, the other tables, figures and the HTML report.
 
 rule table1:
     """Table I of the paper: video AUC (%) per (detector, training set) and operation."""
@@ -36,7 +34,7 @@ rule figures:
         drop=report("results/figures/auc_drop.png", caption="../report/auc_drop.rst", category="Figures"),
         severity=report("results/figures/severity.png", caption="../report/severity.rst", category="Figures"),
         roc=[report(f"results/figures/roc_{m}_{q}.png", caption="../report/roc.rst", category="ROC curves")
-             for m, q in MODELS],
+             for m, q in TABLE1_ROWS],
     params:
         report=config["report"],
         operations=TABLE_OPERATIONS,
@@ -48,3 +46,46 @@ rule figures:
         "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/figures.py"
+
+
+def table_spec(name):
+    """A table as plain data (what its job gets, so editing it reruns only it)."""
+    table = PLAN.tables[name]
+    return {"name": name, "title": table.title, "metrics": table.metrics,
+            "rows": [{"method": m.name, "train_quality": m.trainset} for m in table.rows],
+            "columns": [{"test_set": c.test_set, "operation": c.operation, "label": c.label} for c in table.columns]}
+
+
+def table_metric_files(wildcards):
+    table = PLAN.tables[wildcards.table]
+    return [metrics_file(m.id, c.test_set, c.operation) for m in table.rows for c in table.columns]
+
+
+rule table:
+    """One table of `tables`: rows (models) x columns (test set, operation) x metrics."""
+    input:
+        table_metric_files,
+    output:
+        csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
+        md="results/tables/{table}.md",
+        tex="results/tables/{table}.tex",
+        ci="results/tables/{table}_ci.csv",
+    params:
+        table=lambda wc: table_spec(wc.table),
+        decimals=config["report"]["decimals"],
+    wildcard_constraints:
+        table=names_regex(PLAN.tables),
+    log:
+        "logs/report/tables/{table}.log",
+    localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
+    script:
+        "../workflow_scripts/table.py"
+
+
+rule tables:
+    """Every table of `tables`."""
+    input:
+        [f"results/tables/{name}.csv" for name in PLAN.tables],
+    localrule: True

@@ -1,22 +1,25 @@
-# Scoring and metrics: one job per (detector, training quality, operation).
+# Scoring and metrics: a model scores each (dataset, quality, operation) copy
+# once; the metrics of each test set (a manipulation subset is a filter) are
+# computed from that score file.
 
 
 rule score:
     """Run one trained model on every face of one test copy (one row per frame)."""
     input:
-        model="results/models/{method}/{quality}/weights.pt",
-        faces=lambda wc: distorted_shards(wc.operation),
+        model="results/models/{model}/{trainset}/weights.pt",
+        faces=lambda wc: copy_shards(wc.dataset, wc.quality, wc.operation),
     output:
-        "results/scores/{method}/{quality}/{operation}.csv",
+        "results/scores/{model}/{trainset}/{dataset}/{quality}/{operation}.csv",
     params:
         scoring=config["scoring"],
     log:
-        "logs/score/{method}/{quality}/{operation}.log",
+        "logs/score/{model}/{trainset}/{dataset}/{quality}/{operation}.log",
     benchmark:
-        "benchmarks/score/{method}/{quality}/{operation}.tsv"
+        "benchmarks/score/{model}/{trainset}/{dataset}/{quality}/{operation}.tsv"
     wildcard_constraints:
-        method="|".join(DETECTOR_NAMES) or "none",
-        operation=OPERATION_RE,
+        model=names_regex(MODEL_NAMES),
+        trainset=names_regex(TRAINSETS),
+        operation=names_regex(OPERATION_NAMES),
     threads: 1
     resources:
         **rule_resources("gpu"),
@@ -26,22 +29,32 @@ rule score:
         "../workflow_scripts/score.py"
 
 
+def metrics_cell(wc):
+    """What a metrics file is about: the model, the test set and the operation."""
+    test_set = PLAN.test_sets[wc.test_set]
+    return {"method": wc.model, "train_quality": wc.trainset, "test_set": test_set.name, "dataset": test_set.dataset,
+            "quality": test_set.quality, "manipulations": list(test_set.manipulations or []) or None,
+            "operation": wc.operation, **OPERATION_CELLS[wc.operation]}
+
+
 rule metrics:
     """Video/frame AUC, EER, AP, low-FAR metrics, bootstrap CI, per-manipulation AUC."""
     input:
-        scores="results/scores/{method}/{quality}/{operation}.csv",
-        model="results/models/{method}/{quality}/weights.pt",
+        scores=lambda wc: score_file(f"{wc.model}/{wc.trainset}", PLAN.test_sets[wc.test_set].dataset,
+                                     PLAN.test_sets[wc.test_set].quality, wc.operation),
+        model="results/models/{model}/{trainset}/weights.pt",
     output:
-        "results/metrics/{method}/{quality}/{operation}.json",
+        "results/metrics/{model}/{trainset}/{test_set}/{operation}.json",
     params:
         evaluation=config["evaluation"],
-        cell=lambda wc: {"method": wc.method, "train_quality": wc.quality, "operation": wc.operation,
-                         **OPERATION_CELLS[wc.operation]},
+        cell=metrics_cell,
     log:
-        "logs/metrics/{method}/{quality}/{operation}.log",
+        "logs/metrics/{model}/{trainset}/{test_set}/{operation}.log",
     wildcard_constraints:
-        method="|".join(DETECTOR_NAMES) or "none",
-        operation=OPERATION_RE,
+        model=names_regex(MODEL_NAMES),
+        trainset=names_regex(TRAINSETS),
+        test_set=names_regex(PLAN.test_sets),
+        operation=names_regex(OPERATION_NAMES),
     localrule: True
     conda:
         "../envs/dfrobust.yaml"

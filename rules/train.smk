@@ -1,32 +1,38 @@
-# Training: one model per (detector, training quality) listed in config `models`.
+# Training: one model per (detector, training set, procedure) any table names.
+
 
 rule train:
-    """Train one detector on the train faces of one quality; select the epoch on
-    val (never test); checkpoint every epoch and resume after a restart."""
+    """Train one model on the train faces of its qualities (and manipulations);
+    select the epoch on val (never test); checkpoint every epoch and resume
+    after a restart."""
     input:
-        train=lambda wc: face_shards(wc.quality, "train"),
-        val=lambda wc: face_shards(wc.quality, "val"),
-        pretrained=lambda wc: pretrained_marker(wc.method),
+        train=lambda wc: [p for q in model_of(wc).qualities for p in face_shards(MAIN, q, "train")],
+        val=lambda wc: [p for q in model_of(wc).qualities for p in face_shards(MAIN, q, "val")],
+        pretrained=lambda wc: pretrained_marker(model_of(wc).method),
     output:
-        weights="results/models/{method}/{quality}/weights.pt",
-        hparams="results/models/{method}/{quality}/hparams.json",
-        history="results/models/{method}/{quality}/log.csv",
+        weights="results/models/{model}/{trainset}/weights.pt",
+        hparams="results/models/{model}/{trainset}/hparams.json",
+        history="results/models/{model}/{trainset}/log.csv",
         curve=report(
-            "results/models/{method}/{quality}/curve.png",
+            "results/models/{model}/{trainset}/curve.png",
             caption="../report/curve.rst",
             category="Training curves",
-            subcategory="{method}",
-            labels={"detector": "{method}", "training set": "{quality}"},
+            subcategory="{model}",
+            labels={"detector": "{model}", "training set": "{trainset}"},
         ),
     params:
-        detector=lambda wc: config["detectors"][wc.method],
+        method=lambda wc: model_of(wc).method,
+        detector=lambda wc: config["detectors"][model_of(wc).method],
+        train_on=lambda wc: list(model_of(wc).train_on),
+        procedure=lambda wc: model_of(wc).procedure_cfg(),
         seed=config["seed"],
     log:
-        "logs/train/{method}/{quality}.log",
+        "logs/train/{model}/{trainset}.log",
     benchmark:
-        "benchmarks/train/{method}/{quality}.tsv"
+        "benchmarks/train/{model}/{trainset}.tsv"
     wildcard_constraints:
-        method="|".join(DETECTOR_NAMES) or "none",
+        model=names_regex(MODEL_NAMES),
+        trainset=names_regex(TRAINSETS),
     threads: GPU_THREADS
     resources:
         **rule_resources("gpu"),
@@ -52,14 +58,15 @@ rule fetch_pretrained:
 
 
 rule models:
-    """Every model of Table I's rows."""
+    """Every model the tables need."""
     input:
-        [f"results/models/{m}/{q}/weights.pt" for m, q in MODELS],
+        [f"results/models/{model_id}/weights.pt" for model_id in MODELS],
+    localrule: True
 
 
 rule pretrained:
     """Fetch the ImageNet weights of every model's detector with `pretrained: true`
     (run it where the internet is reachable, e.g. a login node)."""
     input:
-        sorted({marker for method, _ in MODELS for marker in pretrained_marker(method)}),
+        sorted({marker for m in MODELS.values() for marker in pretrained_marker(m.method)}),
     localrule: True

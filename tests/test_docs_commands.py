@@ -106,7 +106,7 @@ def _trace_results(results: Path) -> None:
         scores.parent.mkdir(parents=True, exist_ok=True)
         frames.to_csv(scores, index=False)
         cell = {"method": method, "train_quality": quality, "operation": operation, "category": "compression"}
-        evaluate_file(scores, results / "metrics" / method / quality / f"{operation}.json", {"bootstrap": 10}, cell)
+        evaluate_file(scores, results / "metrics" / method / quality / "ffpp_raw" / f"{operation}.json", {"bootstrap": 10}, cell)
 
 
 def _bench_options(script: str, clone: Path) -> str:

@@ -291,10 +291,10 @@ def test_delong_videos_pairs_by_video_id():
 # ---------------------------------------------------------------- file + schema
 
 def test_evaluate_file_writes_record_with_provenance(tmp_path):
-    scores = tmp_path / "results/scores/xception/c23/clean.csv"
+    scores = tmp_path / "results/scores/xception/c23/ffpp/raw/clean.csv"
     scores.parent.mkdir(parents=True)
     random_frames(7).to_csv(scores, index=False)
-    out = tmp_path / "results/metrics/xception/c23/clean.json"
+    out = tmp_path / "results/metrics/xception/c23/ffpp_raw/clean.json"
     cell = {"method": "xception", "train_quality": "c23", "operation": "clean", "category": "reference"}
     record = evaluate_file(scores, out, {"bootstrap": 100, "ci": 0.9, "seed": 3}, cell)
     saved = read_json(out)

@@ -253,7 +253,7 @@ def test_trace_cell(tmp_path):
         scores = results / "scores" / "xception" / "c23" / f"{op}.csv"
         scores.parent.mkdir(parents=True, exist_ok=True)
         frames_for(i, shift=-0.1 * i).to_csv(scores, index=False)
-        evaluate_file(scores, results / "metrics" / "xception" / "c23" / f"{op}.json",
+        evaluate_file(scores, results / "metrics" / "xception" / "c23" / "ffpp_raw" / f"{op}.json",
                       {"bootstrap": 50, "seed": 1}, {"method": "xception", "train_quality": "c23",
                                                        "operation": op, "category": ops[op]["category"]})
     records = load_records(results)

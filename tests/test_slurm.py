@@ -128,8 +128,8 @@ def queued_jobs(workdir: Path) -> list[dict]:
 
 def shard_of(comment: str) -> str:
     """The face shard file of an extract_faces job from its SLURM comment."""
-    quality, split, shard = comment.split("_wildcards_")[1].split("_")
-    return f"results/faces/{quality}/{split}/shard_{shard}.json"
+    dataset, quality, split, shard = comment.split("_wildcards_")[1].split("_")
+    return f"results/faces/{dataset}/{quality}/{split}/shard_{shard}.json"
 
 
 def cancel_jobs(workdir: Path) -> None:
@@ -347,10 +347,10 @@ def test_killed_run_resumes_without_redoing_finished_jobs(cluster, ffpp_config, 
         assert time.monotonic() < deadline, "orphaned SLURM jobs did not finish"
         time.sleep(1)
 
-    shards = [f"results/faces/c23/{split}/shard_{k:03d}.json" for split, n in (("train", 2), ("val", 1), ("test", 1))
+    shards = [f"results/faces/ffpp/c23/{split}/shard_{k:03d}.json" for split, n in (("train", 2), ("val", 1), ("test", 1))
               for k in range(n)]
     before = {shard: (workdir / shard).stat().st_mtime_ns for shard in shards if (workdir / shard).exists()}
-    index_mtime = (workdir / "results" / "dataset" / "index.csv").stat().st_mtime_ns
+    index_mtime = (workdir / "results" / "datasets" / "ffpp" / "index.csv").stat().st_mtime_ns
     submitted_before = {job["JobId"] for job in slurm_jobs(workdir)}
 
     rc, log = run_snakemake(args, workdir, "locked.log")
@@ -361,7 +361,7 @@ def test_killed_run_resumes_without_redoing_finished_jobs(cluster, ffpp_config, 
     assert rc == 0, log[-6000:]
 
     assert (workdir / "results" / "faces" / "summary.csv").exists()
-    assert (workdir / "results" / "dataset" / "index.csv").stat().st_mtime_ns == index_mtime
+    assert (workdir / "results" / "datasets" / "ffpp" / "index.csv").stat().st_mtime_ns == index_mtime
     redone = {shard for shard in shards if (workdir / shard).stat().st_mtime_ns != before.get(shard)}
     assert redone == {died}, f"only the shard whose job died half-way ({died}) is redone, not {redone}"
     resubmitted = [job for job in slurm_jobs(workdir) if job["JobId"] not in submitted_before]

@@ -38,18 +38,20 @@ def workdir_with(tmp_path: Path, config: dict | Path) -> Path:
 def test_default_config_plans_the_demo_build_and_every_face_job(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
     proc = run(workdir, "-n", "faces")
-    # demo: 4/2/3 pairs -> 40/20/30 videos; 16 per shard -> 3+2+2 shards, x 3 qualities
-    assert job_counts(proc.stdout) == {"demo_dataset": 1, "dataset_index": 1, "extract_faces": 21, "faces": 1}
+    # demo: 4/2/3 pairs -> 40/20/30 videos; 16 per shard -> 3+2+2 shards. Models train at raw, c23 and c40
+    # (3 x (3 + 2) train and val shards); Table I tests the raw test videos (2 shards)
+    assert job_counts(proc.stdout) == {"demo_dataset": 1, "dataset_index": 1, "extract_faces": 17, "faces": 1}
 
 
 def test_ffpp_layout_plans_one_face_job_per_quality_split_and_shard(tmp_path):
     root = make_ffpp_tree(tmp_path / "ffpp", SMALL_PAIRS)
     workdir = workdir_with(tmp_path, {"dataset": {"kind": "ffpp", "root": str(root)}, "faces": {"shard_size": 4}})
     proc = run(workdir, "-n", "faces")
-    # train 20 videos -> 5 shards, val 10 -> 3, test 10 -> 3; three qualities
-    assert job_counts(proc.stdout) == {"dataset_index": 1, "extract_faces": 33, "faces": 1}
-    shards = set(re.findall(r"results/faces/(\w+)/(\w+)/shard_(\d+)\.npz", proc.stdout))
-    assert len(shards) == 33 and ("c40", "train", "004") in shards
+    # train 20 videos -> 5 shards, val 10 -> 3, test 10 -> 3; the default models train at three qualities
+    # (3 x (5 + 3)) and Table I tests the raw test videos (3)
+    assert job_counts(proc.stdout) == {"dataset_index": 1, "extract_faces": 27, "faces": 1}
+    shards = set(re.findall(r"results/faces/ffpp/(\w+)/(\w+)/shard_(\d+)\.npz", proc.stdout))
+    assert len(shards) == 27 and ("c40", "train", "004") in shards and ("raw", "test", "002") in shards
 
 
 def test_paper_config_plans_eight_gpu_training_jobs(tmp_path):
@@ -60,6 +62,7 @@ def test_paper_config_plans_eight_gpu_training_jobs(tmp_path):
     proc = run(workdir, "-n", "results/table1.csv")
     counts = job_counts(proc.stdout)
     assert counts["train"] == 8 and counts["score"] == 8 * 13 and counts["metrics"] == 8 * 13
+    assert counts["distort_copy"] == 12  # 12 processed copies (clean is scored on the clean faces) x 1 test shard
     trained = set(re.findall(r"results/models/(\w+)/(\w+)/weights\.pt", proc.stdout))
     assert trained == {("capsule", q) for q in ("raw", "c23", "c40")} | {("xception", q) for q in ("raw", "c23", "c40")} | {
         ("sbi", "raw"), ("sbi", "c23")}
@@ -99,13 +102,30 @@ def test_tiny_run_produces_table1(tiny_run):
     values = table.drop(columns=["method", "train_quality"]).to_numpy()
     assert ((values >= 0) & (values <= 100)).all()
     for name in ("table1.md", "table1.tex", "table1_ci.csv", "figures/table1_heatmap.png", "figures/operations.png",
-                 "figures/auc_drop.png", "figures/roc_xception_raw.png", "faces/summary.csv", "distorted/summary.csv"):
+                 "figures/auc_drop.png", "figures/roc_xception_raw.png", "faces/summary.csv", "distorted/summary.csv",
+                 "tables/protocols.md", "tables/protocols.tex", "tables/protocols_ci.csv"):
         assert (tiny_run / "results" / name).stat().st_size > 0, name
 
 
 @pytest.mark.slow
+def test_tiny_run_writes_the_declared_table_from_shared_work(tiny_run):
+    """The `protocols` table of config/tiny.yaml: its raw columns reuse Table I's scores (the DF column is
+    a filter of the same score file), its c40 column adds one clean test set."""
+    table = pd.read_csv(tiny_run / "results" / "tables" / "protocols.csv")
+    assert list(table.columns) == ["method", "train_quality", "ffpp_raw AUC", "ffpp_raw frame AUC", "DF AUC",
+                                   "DF frame AUC", "ffpp_c40 AUC", "ffpp_c40 frame AUC"]
+    table1 = pd.read_csv(tiny_run / "results" / "table1_ci.csv")
+    clean = table1[table1.operation == "clean"].set_index(["method", "train_quality"])["video_auc"]
+    for _, row in table.iterrows():  # the same cell computed once: Table I's clean AUC
+        assert row["ffpp_raw AUC"] == pytest.approx(clean[(row["method"], row["train_quality"])], abs=0.006)
+    record = json.loads((tiny_run / "results/metrics/xception/raw/ffpp_raw_DF/clean.json").read_text())
+    assert record["counts"]["videos"]["fake"] == 2 and set(record["per_manipulation"]) == {"Deepfakes"}
+    assert record["scores"].endswith("results/scores/xception/raw/ffpp/raw/clean.csv")
+
+
+@pytest.mark.slow
 def test_tiny_run_records_provenance_and_traces_a_cell(tiny_run):
-    record = json.loads((tiny_run / "results/metrics/xception/raw/c40.json").read_text())
+    record = json.loads((tiny_run / "results/metrics/xception/raw/ffpp_raw/c40.json").read_text())
     provenance = record["provenance"]
     assert provenance["ffmpeg"] and provenance["code_version"]
     assert {Path(i["path"]).name for i in provenance["inputs"]} >= {"c40.csv", "weights.pt"}
@@ -127,18 +147,27 @@ def test_tiny_run_is_complete_and_config_edits_rerun_only_their_jobs(tiny_run):
     assert counts == {"distort_copy": 1, "distorted": 1, "operations_figure": 1, "score": 3, "metrics": 3,
                       "table1": 1, "figures": 1, "all": 1}
     edited = json.loads(json.dumps(config))
+    edited["tables"]["protocols"]["columns"].append("ffpp_c23")
+    edited["test_sets"]["ffpp_c23"] = {"dataset": "ffpp", "quality": "c23"}
+    (tiny_run / "config.yaml").write_text(yaml.safe_dump(edited))
+    counts = job_counts(run(tiny_run, "-n").stdout)
+    # a new column: the c23 test faces, each model's scores and metrics on them, and that table only
+    assert counts == {"extract_faces": 1, "score": 3, "metrics": 3, "table": 1, "faces": 1, "all": 1}
+    edited = json.loads(json.dumps(config))
     edited["detectors"]["xception"]["optimizer"] = {"name": "adam", "lr": 5e-4}
     (tiny_run / "config.yaml").write_text(yaml.safe_dump(edited))
     counts = job_counts(run(tiny_run, "-n").stdout)
-    # xception's training and its 6 scores and metrics; the other models stay
-    assert counts == {"train": 1, "score": 6, "metrics": 6, "table1": 1, "figures": 1, "all": 1}
+    # xception's training, its 6 + 1 scores (Table I's copies, the c40 test set) and 6 + 2 metrics (Table I,
+    # the protocols table's DF and c40 columns: its raw column is Table I's clean cell); the other models stay
+    assert counts == {"train": 1, "score": 7, "metrics": 8, "table1": 1, "figures": 1, "table": 1, "all": 1}
     (tiny_run / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 @pytest.mark.slow
 def test_rerunning_a_model_gives_the_same_table(tiny_run):
     before = (tiny_run / "results" / "table1.csv").read_text()
-    run(tiny_run, "--cores", "2", "--forcerun", "train", "--allowed-rules", "train", "score", "metrics", "table1", "figures", "all")
+    run(tiny_run, "--cores", "2", "--forcerun", "train", "--allowed-rules", "train", "score", "metrics", "table1", "figures",
+        "table", "all")
     assert (tiny_run / "results" / "table1.csv").read_text() == before
 
 

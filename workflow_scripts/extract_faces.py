@@ -1,4 +1,4 @@
-"""Snakemake script: faces of one (quality, split, shard)."""
+"""Snakemake script: faces of one (dataset, quality, split, shard)."""
 import sys
 from pathlib import Path
 
@@ -13,4 +13,5 @@ provenance = collect({"faces": sm.params.faces, "ffmpeg": sm.params.ffmpeg}, [sm
 run_logged(
     sm.log[0], run_face_shard, sm.input.index, sm.wildcards.quality, sm.wildcards.split, int(sm.wildcards.shard),
     sm.params.planned_shards, sm.params.faces, sm.params.ffmpeg, sm.output.npz, provenance=provenance,
+    dataset=sm.wildcards.dataset,
 )

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("method", help="detector (row), e.g. xception")
     trace.add_argument("quality", help="training quality (row), e.g. c23")
     trace.add_argument("operation", help="operation (column), e.g. c40")
+    trace.add_argument("--test-set", default=None, help="test set (default: the only one with that operation, Table I's)")
     trace.add_argument("--results", default="results", help="results directory (default: results)")
     trace.add_argument("--json", action="store_true", help="print JSON instead of text")
     schema = sub.add_parser("schema", help="the schema of one config block (defaults and descriptions)")
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from dfrobust.reporting.trace import format_trace, trace_cell
 
     try:
-        info = trace_cell(args.results, args.method, args.quality, args.operation)
+        info = trace_cell(args.results, args.method, args.quality, args.operation, args.test_set)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -58,7 +58,6 @@ class Operation:
     sweep: str | None = None
     level: float | int | None = None
     faces: str = "reuse"
-    base_quality: str = "raw"
     keep_videos: bool = False
 
     @property
@@ -172,7 +171,6 @@ def expand_operations(block: dict) -> list[Operation]:
         common = {
             "category": entry["category"],
             "faces": entry.get("faces") or block.get("faces", "reuse"),
-            "base_quality": block.get("base_quality", "raw"),
             "keep_videos": bool(entry.get("keep_videos", block.get("keep_videos", False))),
         }
         levels = _check_levels(where, entry) if entry["category"] != "none" else None

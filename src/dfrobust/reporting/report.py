@@ -42,3 +42,12 @@ def make_figures(metric_paths, score_paths, operations, report_cfg, methods, out
     figures.roc_figures(score_files(score_paths), out_dir, operations=[n for n, _ in operation_order(operations)], dpi=dpi)
     figures.severity_figure(swept, out_dir / "severity.png", dpi=dpi)
     log(f"figures written to {out_dir}")
+
+
+def make_table(metric_paths, spec, decimals, csv, md, tex, ci_csv):
+    """One table of the config's `tables` block (dfrobust.reporting.declared)."""
+    from dfrobust.reporting.declared import write_table
+
+    table = write_table([read_json(p) for p in metric_paths], spec, int(decimals), csv, md, tex, ci_csv)
+    log(f"table {spec['name']}: {table.shape[0]} rows x {table.shape[1]} cells per row from {len(metric_paths)} metric files")
+    return table

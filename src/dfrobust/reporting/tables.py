@@ -267,8 +267,8 @@ def read_table1(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_records(results_dir: str | os.PathLike) -> list[dict]:
-    """Every metrics record under results_dir/metrics/{method}/{quality}/{operation}.json."""
-    paths = sorted(Path(results_dir, "metrics").glob("*/*/*.json"))
+    """Every metrics record under results_dir/metrics/ (any depth)."""
+    paths = sorted(Path(results_dir, "metrics").rglob("*.json"))
     return [read_json(p) for p in paths]
 
 
@@ -349,9 +349,13 @@ def write_pairwise_delong(scores, path: str | os.PathLike) -> pd.DataFrame:
 
 
 def score_file_key(path: str | os.PathLike) -> tuple[str, str, str]:
-    """(method, train_quality, operation) of results/scores/{method}/{quality}/{operation}.csv."""
+    """(method, train_quality, operation) of a score file:
+    results/scores/{model}/{trainset}/{dataset}/{quality}/{operation}.csv (the
+    two folders after `scores`, and the file's name)."""
     path = Path(path)
-    return path.parent.parent.name, path.parent.name, path.stem
+    parts = path.parts
+    start = len(parts) - 1 - parts[::-1].index("scores") if "scores" in parts else len(parts) - 3
+    return parts[start + 1], parts[start + 2], path.stem
 
 
 def score_files(paths: Iterable[str | os.PathLike]) -> dict[tuple[str, str, str], Path]:

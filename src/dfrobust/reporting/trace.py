@@ -1,7 +1,7 @@
 """Answer "where does this cell of Table I come from?".
 
-A cell (method, train quality, operation) is the video_auc of
-results/metrics/{method}/{quality}/{operation}.json; that file's provenance
+A cell (model, training set, test set, operation) is the video_auc of
+results/metrics/{model}/{trainset}/{test_set}/{operation}.json; that file's provenance
 names the config, code and tool versions, seed and the checksums of the score
 file it was computed from. The trace re-hashes those inputs now, so a score
 file changed after the metrics were computed shows up as 'changed'.
@@ -48,18 +48,36 @@ def _table_value(results_dir: Path, method: str, quality: str, operation: str) -
     return {"file": str(path), "value": None if not np.isfinite(value) else value}
 
 
-def trace_cell(results_dir: str | os.PathLike, method: str, train_quality: str, operation: str) -> dict:
-    """Value, provenance and source files of one Table I cell.
+def metrics_path(results_dir: Path, method: str, train_quality: str, operation: str, test_set: str | None) -> Path:
+    """results/metrics/{model}/{trainset}/{test_set}/{operation}.json; without a
+    test set, the only one computed for that operation (Table I's, usually)."""
+    model_dir = results_dir / "metrics" / method / train_quality
+    if test_set is not None:
+        path = model_dir / test_set / f"{operation}.json"
+        if path.is_file():
+            return path
+        found = []
+    else:
+        found = sorted(model_dir.glob(f"*/{operation}.json"))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise InputError(f"{model_dir}: {operation} was computed on several test sets "
+                             f"({', '.join(p.parent.name for p in found)}); name one with --test-set")
+    available = sorted(f"{p.parent.name}/{p.stem}" for p in model_dir.glob("*/*.json"))
+    hint = f"; computed for {method}/{train_quality}: {', '.join(available)}" if available else ""
+    raise InputError(f"{model_dir}: no metrics for cell {method}/{train_quality}/{test_set or '*'}/{operation}{hint}")
+
+
+def trace_cell(results_dir: str | os.PathLike, method: str, train_quality: str, operation: str,
+               test_set: str | None = None) -> dict:
+    """Value, provenance and source files of one table cell (Table I's by default).
 
     Raises InputError naming the expected metrics file (and what exists
     instead) when the cell has not been computed.
     """
     results_dir = Path(results_dir)
-    path = results_dir / "metrics" / method / train_quality / f"{operation}.json"
-    if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.json"))
-        hint = f"; operations computed for {method}/{train_quality}: {', '.join(available)}" if available else ""
-        raise InputError(f"{path}: no metrics for cell {method}/{train_quality}/{operation}{hint}")
+    path = metrics_path(results_dir, method, train_quality, operation, test_set)
     record = read_json(path)
     prov = record.get("provenance", {})
     auc = record.get("video_auc")
@@ -67,8 +85,8 @@ def trace_cell(results_dir: str | os.PathLike, method: str, train_quality: str, 
     if table is not None and table["value"] is not None and auc is not None:
         table["matches"] = bool(abs(table["value"] - 100 * auc) <= 0.005 + 1e-9)
     return {
-        "cell": {"method": method, "train_quality": train_quality, "operation": operation,
-                 "category": record.get("category")},
+        "cell": {"method": method, "train_quality": train_quality, "test_set": record.get("test_set"),
+                 "operation": operation, "category": record.get("category")},
         "metrics_file": str(path),
         "video_auc": auc,
         "video_auc_percent": None if auc is None else round(100 * auc, 2),

@@ -12,6 +12,7 @@ from dfrobust.core.runlog import log
 
 
 def write_index(dataset_cfg: dict, out_index: str | Path, out_missing: str | Path) -> None:
+    """Index one dataset (its block, with `kind`) in its own layout."""
     index, missing = build_index(dataset_cfg)
     report = missing_report(index, missing, dataset_cfg["root"])
     if report and dataset_cfg.get("on_missing", "error") == "error":

@@ -21,7 +21,7 @@ from dfrobust.media.faces import FaceFinder, faces_from_frames
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
-SUMMARY_COLUMNS = ("quality", "split", "shard", "video_id", "manipulation", "label", "status", "n_sampled", "n_found",
+SUMMARY_COLUMNS = ("dataset", "quality", "split", "shard", "video_id", "manipulation", "label", "status", "n_sampled", "n_found",
                    "n_missed", "message", "path")
 
 
@@ -67,13 +67,14 @@ def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print
     return done[split]
 
 
-def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg_path, out_npz, provenance=None):
-    """Extract the faces of one shard and write it (npz + json summary)."""
+def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg_path, out_npz, provenance=None,
+                   dataset: str | None = None):
+    """Extract the faces of one shard of a dataset's index and write it (npz + json summary)."""
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
     rows = shard_rows(index_csv, quality, split, int(shard), int(planned_shards), cfg["shard_size"])
-    log(f"shard {shard} of {quality}/{split}: {len(rows)} videos, {cfg['frames'][split]} frames each, {ffmpeg.ffmpeg_version(exe)}")
+    log(f"shard {shard} of {dataset or ''} {quality}/{split}: {len(rows)} videos, {cfg['frames'][split]} frames each, {ffmpeg.ffmpeg_version(exe)}")
     records, summary = extract_shard(rows, split, cfg, exe, log=log)
-    meta = {"quality": quality, "split": split, "shard": int(shard), "faces_config": cfg,
+    meta = {"dataset": dataset, "quality": quality, "split": split, "shard": int(shard), "faces_config": cfg,
             "ffmpeg": ffmpeg.ffmpeg_version(exe), "provenance": provenance or {}}
     write_shard(out_npz, records, summary, meta)
     ok = sum(r["status"] == "ok" for r in summary)

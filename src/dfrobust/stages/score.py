@@ -75,16 +75,22 @@ def evaluate_file(
     seed: int | None = None,
     inputs: Iterable[str | os.PathLike] = (),
 ) -> dict:
-    """Metrics of one score file, written as results/metrics/{method}/{quality}/{operation}.json.
+    """Metrics of one score file on one test set, written as
+    results/metrics/{model}/{trainset}/{test_set}/{operation}.json.
 
     `config` is the evaluation config block (bootstrap, ci, seed, far_levels,
     threshold); `seed` overrides config["seed"]. `cell` names the table cell
-    and is copied into the record: method, train_quality, operation,
-    category, and sweep/level for swept operations. The record carries its provenance (config, code and library
-    versions, seed, sha256 of the score file and of any extra `inputs`).
+    and is copied into the record: method, train_quality, test_set,
+    operation, category, sweep/level for swept operations, and
+    `manipulations`: a test set keeping only these fakes (the reals always)
+    is this filter on the copy's score file. The record carries its
+    provenance (config, code and library versions, seed, sha256 of the score
+    file and of any extra `inputs`).
     """
     seed = int(config.get("seed", 0) if seed is None else seed)
     frames = read_scores(scores_path)
+    if cell.get("manipulations"):
+        frames = frames[(frames["label"] == 0) | frames["manipulation"].isin(cell["manipulations"])]
     metrics = compute_metrics(
         frames,
         bootstrap=int(config.get("bootstrap", 1000)),

@@ -66,11 +66,13 @@ class FacePool:
 
 
 def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, labels: Sequence[int],
-               workdir: str | Path, name: str, log: Callable[[str], None] = print) -> FacePool:
+               workdir: str | Path, name: str, log: Callable[[str], None] = print,
+               manipulations: Sequence[str] | None = None) -> FacePool:
     """Read `frames_per_video` faces of every video with one of `labels` from `shards`.
 
     Each video is decompressed once; videos of other labels are not read
-    (SBI trains on reals only). Fails with the shard names when no face
+    (SBI trains on reals only), nor fakes of manipulations not in
+    `manipulations` (None: all). Fails with the shard names when no face
     is left.
     """
     shards = [Path(s) for s in shards]
@@ -80,7 +82,8 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
         if not path.is_file() or not path.with_suffix(".json").is_file():
             raise InputError(f"{path}: face shard (or its .json) does not exist")
     opened = [FaceShard(path) for path in shards]
-    wanted = [(shard, v) for shard in opened for v in shard.video_ids if int(shard.meta(v)["label"]) in labels]
+    wanted = [(shard, v) for shard in opened for v in shard.video_ids if int(shard.meta(v)["label"]) in labels
+              and (manipulations is None or int(shard.meta(v)["label"]) == 0 or shard.meta(v)["manipulation"] in manipulations)]
     _check_space(Path(workdir), len(wanted) * frames_per_video * size * size * 3, name)
     raw = Path(workdir) / f"{name}.u8"
     landmarks, labels_out, video_index, videos = [], [], [], []

@@ -73,11 +73,13 @@ def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray,
 
 def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val_shards: Sequence[str | Path],
           out_dir: str | Path, seed: int, device: str | None = None, log: Callable[[str], None] = print,
-          num_workers: int | None = None, procedure: dict | None = None) -> dict:
+          num_workers: int | None = None, procedure: dict | None = None, manipulations=None) -> dict:
     """Train `method` with its config block `cfg`; see the module docstring for outputs.
 
     procedure: the training procedure and its settings ({"name": "pim", ...};
     None: plain), see dfrobust.training.procedures.
+    manipulations: train and select only on the reals and these manipulations'
+    fakes (None: every video of the shards).
 
     num_workers: data-loader processes; None: 0 on CPU (the cores train),
     up to 8 on a GPU (SBI's blending would starve it). Every sample draws
@@ -113,8 +115,10 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
 
     with tempfile.TemporaryDirectory(prefix="dfrobust-train-") as tmp:
         size = detector.input_size
-        train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), size, detector.train_labels, tmp, "train", log)
-        val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), size, detector.val_labels, tmp, "val", log)
+        train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), size, detector.train_labels, tmp, "train", log,
+                                manipulations)
+        val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), size, detector.val_labels, tmp, "val", log,
+                              manipulations)
         if len(detector.val_labels) > 1 and len(np.unique(val_pool.labels)) < 2:
             raise InputError(f"validation faces have one class only ({', '.join(map(str, val_shards))}): no AUC to select on")
         val_ds = detector.val_dataset(val_pool, derive_seed(seed, "val"))

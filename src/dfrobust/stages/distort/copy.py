@@ -26,7 +26,7 @@ from dfrobust.media.operations import Operation, Transform, geometry
 from dfrobust.media.store import FaceRecord, FaceShard, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
-SUMMARY_COLUMNS = ("operation", "category", "sweep", "level", "shard", "video_id", "manipulation", "label",
+SUMMARY_COLUMNS = ("dataset", "quality", "operation", "category", "sweep", "level", "shard", "video_id", "manipulation", "label",
                    "status", "n_sampled", "n_found", "n_missed", "message")
 
 
@@ -114,10 +114,9 @@ def distort_shard(
             raise ValueError(f"operation {op.name!r} keeps its videos but was given no folder for them")
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
     clean = FaceShard(clean_npz)
-    qualities = {op.base_quality for op in ops}
-    if clean.summary.get("quality") not in qualities or clean.summary.get("split") != "test":
+    if clean.summary.get("split") != "test":
         raise InputError(f"{clean_npz}: is {clean.summary.get('quality')}/{clean.summary.get('split')} faces, "
-                         f"expected the test split at base quality {sorted(qualities)}")
+                         f"expected the clean faces of a test split")
     paths = base_videos(index_csv, clean.summary["quality"])
     finder = FaceFinder.from_config(cfg) if any(op.faces == "redetect" for op in ops) else None
     lock = threading.Lock()
@@ -163,7 +162,8 @@ def distort_shard(
         rows = [{"operation": op.name, "category": op.category, "sweep": op.sweep, "level": op.level, **row} for row in rows]
         if folder is not None:
             Path(folder).mkdir(parents=True, exist_ok=True)
-        meta = {"operation": op.params(), "quality": clean.summary["quality"], "split": "test",
+        meta = {"operation": op.params(), "dataset": clean.summary.get("dataset"), "quality": clean.summary["quality"],
+                "split": "test",
                 "shard": clean.summary.get("shard"), "source": str(clean_npz), "faces_config": cfg,
                 "ffmpeg": ffmpeg.ffmpeg_version(exe), "provenance": provenance or {}}
         write_shard(out, records, rows, meta)
@@ -184,7 +184,7 @@ def summarise_distorted(shard_jsons: list[str | Path], out_csv: str | Path, out_
         operations.setdefault(op["name"], {
             "operation": op["name"], "category": op["category"], "sweep": op["sweep"], "level": op["level"],
             "filter": op["filter"], "codec": json.dumps(op["codec"], sort_keys=True) if op["codec"] else None,
-            "faces": op["faces"], "base_quality": op["base_quality"],
+            "faces": op["faces"],
         })
     with atomic_path(out_operations) as tmp:
         pd.DataFrame(list(operations.values())).to_csv(tmp, index=False)

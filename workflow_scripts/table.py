@@ -1,0 +1,13 @@
+"""Snakemake script: one table of the config's `tables` block."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+from dfrobust.core.runlog import run_logged
+from dfrobust.reporting.report import make_table
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_logged(
+    sm.log[0], make_table, list(sm.input), sm.params.table, sm.params.decimals,
+    sm.output.csv, sm.output.md, sm.output.tex, sm.output.ci,
+)
