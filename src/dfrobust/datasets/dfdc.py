@@ -18,7 +18,8 @@ Config keys (besides `root` and `on_missing`: error|warn, default error):
     test_set     folder of the public test set (holding labels.csv), relative
                  to root, default "test"; null: no test set
     test_videos  folder of the test videos, relative to test_set; default
-                 null: videos/ when that folder exists, else test_set itself
+                 null: videos/, or test_set itself when the videos are
+                 there (and there is no videos/ folder)
     splits       which splits to index, default [train, test]
 
 Ids: "dfdc/dfdc_train_part_<N>/<name>" and "dfdc/test/<name>" (whatever the
@@ -34,8 +35,8 @@ from pathlib import Path
 import pandas as pd
 
 from dfrobust.core.errors import InputError
-from dfrobust.datasets.common import (NATIVE, ORIGINAL, SPLITS, Entry, count_splits, dataset_root, fixed, make_index,
-                                      order, read_json_object, wanted_splits)
+from dfrobust.datasets.common import (NATIVE, ORIGINAL, SPLITS, Entry, count_splits, dataset_root, fixed, list_videos,
+                                      make_index, order, read_json_object, wanted_splits)
 
 KIND = "dfdc"
 MANIPULATION = "DFDC"
@@ -91,7 +92,7 @@ def read_metadata(path: Path) -> list[tuple[str, int, str]]:
 def read_labels_csv(path: Path) -> list[tuple[str, int]]:
     """(name, label) of every row of the test set's labels.csv (header filename,label; 1 = fake)."""
     if not path.is_file():
-        raise InputError(f"{path}: DFDC test labels do not exist (config key 'test_set': the folder holding labels.csv, "
+        raise InputError(f"{path}: DFDC test label file does not exist (config key 'test_set': the folder holding labels.csv, "
                           f"relative to root; null for none)")
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -129,8 +130,8 @@ def public_test_set(cfg: dict) -> tuple[Path, str] | None:
     root = Path(cfg["root"])
     test = Path(cfg["test_set"])
     videos = cfg["test_videos"]
-    if videos is None:
-        videos = "videos" if (root / test / "videos").is_dir() else "."
+    if videos is None:  # videos/ unless the videos sit next to labels.csv (then a lost videos/ reads as missing)
+        videos = "." if not (root / test / "videos").is_dir() and list_videos(root / test) else "videos"
     return root / test / TEST_LABELS, (test / videos).as_posix()
 
 
