@@ -432,6 +432,35 @@ def test_faces_of_a_variable_frame_rate_video_with_an_audio_track(tmp_path):
     assert records[0].frame_indices.tolist() == picked.tolist() and records[0].crops.shape == (6, 64, 64, 3)
 
 
+def test_faces_of_a_video_stored_sideways_with_a_rotation_matrix(tmp_path):
+    """Phone videos shot upright are often stored sideways with a display
+    rotation; ffmpeg's decoder turns them upright, so the probed size must be
+    the displayed one (the coded size garbled every frame before)."""
+    import ffmpeg as graph
+
+    from conftest import moving_face_frames
+    from dfrobust.core.tools import find_ffmpeg
+    from dfrobust.media import ffmpeg
+    from dfrobust.stages.faces import extract_shard
+
+    exe = find_ffmpeg()
+    upright = moving_face_frames(12, size=(240, 320))  # portrait, 240 wide
+    ffmpeg.write_video(tmp_path / "upright.mp4", upright, fps=25, crf=0, preset="veryfast")
+    ffmpeg.write_video(tmp_path / "stored.mp4", [np.ascontiguousarray(np.rot90(f, -1)) for f in upright], fps=25, crf=0,
+                       preset="veryfast")
+    rotated = tmp_path / "rotated.mp4"
+    remux = graph.input(str(tmp_path / "stored.mp4"), display_rotation=90).output(str(rotated), c="copy")
+    subprocess.run(remux.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=exe), check=True)
+    assert "rotation of" in subprocess.run([exe, "-hide_banner", "-i", str(rotated)], capture_output=True, text=True).stderr
+    info = ffmpeg.probe(rotated, exe)
+    assert (info.width, info.height, info.n_frames) == (240, 320, 12)
+    got, want = (ffmpeg.read_frames(p, [3, 7], exe=exe).astype(int) for p in (rotated, tmp_path / "upright.mp4"))
+    assert np.abs(got - want).mean() < 2  # upright (only yuv420p's chroma sites differ)
+    records, rows = extract_shard([dict(video_id="dfdc/x/rotated", manipulation="original", label=0, path=str(rotated))],
+                                  "test", FACES, exe, progress=False)
+    assert rows[0]["status"] == "ok" and rows[0]["n_found"] == 6 and (rows[0]["width"], rows[0]["height"]) == (240, 320), rows
+
+
 @pytest.mark.skipif(not (REALCLIPS / "dfdc_fake_brtujopkby.mp4").is_file(),
                     reason=f"real clips not available ({REALCLIPS} absent: a fresh clone has none)")
 def test_faces_of_a_real_portrait_dfdc_clip_with_audio():
@@ -450,3 +479,168 @@ def test_faces_of_a_real_portrait_dfdc_clip_with_audio():
     assert ((centre[:, 0] > 300) & (centre[:, 0] < 800) & (centre[:, 1] > 300) & (centre[:, 1] < 1200)).all(), faces.boxes
     side = faces.crop_boxes[:, 2:] - faces.crop_boxes[:, :2]
     assert (side[:, 0] == side[:, 1]).all() and (faces.crop_boxes[:, 2] <= 1080).all() and (faces.crop_boxes[:, 3] <= 1920).all()
+
+
+# -- the Celeb-DF layout demo --------------------------------------------------------
+
+CDF_TINY = {"celebrities": 3, "videos_per_celebrity": 1, "youtube_videos": 2, "fakes_per_video": 1,
+            "test": {"real": 3, "fake": 2}, "n_frames": 12, "workers": 2,
+            "crf": 0, "face_size": [0.4, 0.45]}  # lossless and room around the face: edits can be checked exactly
+
+
+@pytest.fixture(scope="module")
+def cdf_demo(tmp_path_factory):
+    from dfrobust.datasets.demo_celebdf import build_demo_celebdf
+
+    root = tmp_path_factory.mktemp("cdf_demo")
+    return root, build_demo_celebdf(root, CDF_TINY, seed=3, progress=False)
+
+
+def test_celebdf_demo_layout_and_test_list(cdf_demo):
+    root, manifest = cdf_demo
+    videos = {p.relative_to(root).as_posix() for p in root.rglob("*.mp4")}
+    assert videos == {"Celeb-real/id0_0000.mp4", "Celeb-real/id1_0000.mp4", "Celeb-real/id2_0000.mp4",
+                      "YouTube-real/00000.mp4", "YouTube-real/00001.mp4"} | {
+        f"Celeb-synthesis/id{t}_id{manifest['videos'][f'Celeb-synthesis/id{t}_id{d}_0000.mp4']['donor']}_0000.mp4"
+        for t in range(3) for d in range(3) if f"Celeb-synthesis/id{t}_id{d}_0000.mp4" in manifest["videos"]}
+    assert sum(v.startswith("Celeb-synthesis/") for v in videos) == 3
+    for rel, info in manifest["videos"].items():
+        if info["label"] == 1:
+            target, donor = re.match(r"Celeb-synthesis/id(\d+)_id(\d+)_(\d{4})\.mp4", rel).group(1, 2)
+            assert target != donor and info["target"] == f"Celeb-real/id{target}_{rel[-8:-4]}.mp4"
+    lines = (root / "List_of_testing_videos.txt").read_text().splitlines()
+    assert lines == manifest["test_list"]
+    assert sum(ln.startswith("1 ") for ln in lines) == 3 and sum(ln.startswith("0 ") for ln in lines) == 2
+    # Celeb-DF's convention: 1 = real (Celeb-real, YouTube-real), 0 = fake (Celeb-synthesis)
+    assert all(ln.split()[1].startswith(("Celeb-real/", "YouTube-real/")) for ln in lines if ln.startswith("1 "))
+    assert all(ln.split()[1].startswith("Celeb-synthesis/") for ln in lines if ln.startswith("0 "))
+    # the reader reads it: listed = test with our labels, the others train, nothing missing
+    index, missing = celebdf.build_index({"root": str(root)})
+    assert missing.empty and len(index) == len(videos)
+    test = index[index.split == "test"]
+    assert sorted(test.label) == [0, 0, 0, 1, 1]
+    assert (index.label == index.manipulation.eq("Celeb-synthesis")).all()
+    assert celebdf.planned_counts({"root": str(root)}) == {"train": 3, "val": 0, "test": 5}
+
+
+def test_celebdf_demo_manifest_lists_every_file_and_is_written_last(cdf_demo):
+    from dfrobust.core.io import sha256_file
+    from dfrobust.datasets import demo_celebdf
+
+    root, manifest = cdf_demo
+    on_disk = json.loads((root / demo_celebdf.MANIFEST).read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    assert on_disk["seed"] == 3 and on_disk["config"] == demo_celebdf.resolve_config(CDF_TINY)
+    listed = {f["path"]: f for f in on_disk["files"]}
+    assert set(listed) == {p.relative_to(root).as_posix() for p in root.rglob("*.mp4")} | {"List_of_testing_videos.txt"}
+    for rel, entry in listed.items():
+        assert sha256_file(root / rel) == entry["sha256"], rel
+    last = (root / demo_celebdf.MANIFEST).stat().st_mtime_ns
+    assert all((root / rel).stat().st_mtime_ns <= last for rel in listed)
+    assert set(on_disk["identities"]) == {"id0", "id1", "id2", "YouTube-real/00000", "YouTube-real/00001"}
+
+
+def test_celebdf_demo_videos_decode_and_faces_are_found_by_dlib_hog(cdf_demo):
+    from dfrobust.media.detect import DlibHogDetector
+    from dfrobust.media.ffmpeg import probe, read_frames
+
+    root, manifest = cdf_demo
+    detector = DlibHogDetector(upsample=0)
+    for path in sorted(root.rglob("*.mp4")):
+        info = probe(path)
+        assert (info.n_frames, info.width, info.height, info.codec, info.fps) == (12, 320, 240, "h264", 30.0), path
+        found = np.mean([len(detector.detect(f)[0]) > 0 for f in read_frames(path)])
+        assert found >= 0.95, (path, found)
+
+
+def test_celebdf_demo_fakes_change_the_face_only(cdf_demo):
+    from dfrobust.media.detect import DlibHogDetector
+    from dfrobust.media.ffmpeg import read_frames
+
+    root, manifest = cdf_demo
+    detector = DlibHogDetector(upsample=0)
+    for rel, info in manifest["videos"].items():
+        if info["label"] != 1:
+            continue
+        fake = read_frames(root / rel).astype(np.int16)
+        real = read_frames(root / info["target"]).astype(np.int16)
+        diff = np.abs(fake - real).mean(axis=3)
+        for i in (0, len(fake) - 1):
+            x0, y0, x1, y1 = detector.detect(real[i].astype(np.uint8))[0][0]
+            w, h = x1 - x0, y1 - y0
+            face = np.zeros(diff.shape[1:], bool)
+            face[max(int(y0 - 0.6 * h), 0): int(y1 + 0.35 * h), max(int(x0 - 0.4 * w), 0): int(x1 + 0.4 * w)] = True
+            assert np.percentile(diff[i][face], 99) > 15, (rel, i)  # another person's face
+            assert (~face).sum() > 0.05 * face.size, (rel, i)  # (the faces are large: the rest is a frame's edges)
+            assert diff[i][~face].mean() < 0.5, (rel, i, diff[i][~face].mean())
+            assert ((diff[i] > 8) & ~face).sum() < 0.001 * face.size, (rel, i)
+
+
+def test_celebdf_demo_same_seed_same_bytes_whatever_the_workers(tmp_path):
+    from dfrobust.datasets.demo_celebdf import build_demo_celebdf, plan, resolve_config
+
+    small = {"celebrities": 2, "videos_per_celebrity": 1, "youtube_videos": 1, "test": {"real": 1, "fake": 1}, "n_frames": 6}
+    one = build_demo_celebdf(tmp_path / "a", {**small, "workers": 2}, seed=7, progress=False)
+    two = build_demo_celebdf(tmp_path / "b", {**small, "workers": 1}, seed=7, progress=False)
+    assert one["files"] == two["files"] and len(one["files"]) == 2 + 2 + 1 + 1  # reals, fakes, YouTube, list
+    for entry in one["files"]:
+        assert (tmp_path / "a" / entry["path"]).read_bytes() == (tmp_path / "b" / entry["path"]).read_bytes()
+    cfg = resolve_config({**CDF_TINY, "celebrities": 6, "videos_per_celebrity": 2})
+    assert plan(cfg, 7) == plan(cfg, 7) and plan(cfg, 7)["test_list"] != plan(cfg, 8)["test_list"]
+
+
+def test_kalman_smoothing_removes_jitter_and_follows_motion():
+    from dfrobust.datasets.demo_celebdf import kalman_smooth
+
+    rng = np.random.default_rng(0)
+    t = np.arange(200, dtype=np.float64)
+    truth = np.stack([np.stack([3 * np.sin(t / 15), 0.2 * t], 1)] * 68, 1)  # (200, 68, 2)
+    measured = truth + rng.normal(0, 1.0, truth.shape)
+    smooth = kalman_smooth(measured, 1.0, 0.05)
+    assert smooth.shape == truth.shape
+    error_in, error_out = np.abs(measured - truth)[20:].mean(), np.abs(smooth - truth)[20:].mean()
+    assert error_out < 0.6 * error_in
+    assert np.abs(np.diff(smooth, 2, axis=0)).mean() < 0.3 * np.abs(np.diff(measured, 2, axis=0)).mean()  # no flicker
+
+
+def test_celebdf_demo_refuses_a_dataset_it_did_not_make(tmp_path):
+    from dfrobust.datasets.demo_celebdf import build_demo_celebdf
+
+    make_celebdf(tmp_path)
+    with pytest.raises(InputError, match="did not make"):
+        build_demo_celebdf(tmp_path, CDF_TINY, seed=1, progress=False)
+    assert (tmp_path / "List_of_testing_videos.txt").read_text() == CELEB_TEST
+
+
+@pytest.mark.parametrize(("cfg", "message"), [
+    ({"colour": 1}, "unknown key"),
+    ({"celebrities": 1}, "demo_celebdf.celebrities"),
+    ({"fakes_per_video": 4}, "demo_celebdf.fakes_per_video"),
+    ({"test": {"fake": 9}}, "demo_celebdf.test.fake"),
+    ({"height": 120}, "demo_celebdf.face_size"),
+    ({"width": 321}, "demo_celebdf.width"),
+])
+def test_celebdf_demo_bad_config_names_the_key(cfg, message):
+    from dfrobust.datasets.demo_celebdf import resolve_config
+
+    with pytest.raises(InputError, match=message):
+        resolve_config(cfg)
+
+
+def test_celebdf_demo_schema_is_the_one_source_of_its_defaults():
+    import jsonschema
+
+    from dfrobust.core.config import load_schemas, resolve_ref
+    from dfrobust.datasets import demo_celebdf
+
+    schema = load_schemas()[1]["demo_celebdf"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["additionalProperties"] is False
+    defaults = demo_celebdf.resolve_config({})
+    assert set(schema["properties"]) | set(demo_celebdf.LOOK) == set(defaults) == set(demo_celebdf.DEFAULTS)
+    for key, prop in schema["properties"].items():
+        prop = resolve_ref(prop, schema)
+        assert prop["description"] and "default" in prop and prop["default"] == defaults[key], key
+    assert demo_celebdf.resolve_config({}, look={"noise": [0, 0]})["noise"] == [0, 0]  # the look is the demo block's
+    # the default size is the brief's: 6 real + 6 fake test videos, 48 frames of 320x240
+    assert (defaults["test"], defaults["n_frames"], defaults["width"], defaults["height"]) == ({"real": 6, "fake": 6}, 48, 320, 240)
