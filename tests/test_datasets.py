@@ -240,6 +240,16 @@ def test_dfdc_parts_and_public_test_set(tmp_path):
         "dfdc_train_part_0/metadata.json", "dfdc_train_part_1/metadata.json", "test/labels.csv"]
 
 
+def test_dfdc_metadata_split_field_is_followed(tmp_path):
+    root = make_dfdc(tmp_path / "dfdc")
+    meta = {**DFDC_PARTS[1], "aassnaulhq.mp4": {"label": "REAL", "original": None, "split": "val"}}
+    (root / "dfdc_train_part_1/metadata.json").write_text(json.dumps(meta))
+    index, _ = dfdc.build_index({"root": str(root)})
+    assert index.set_index("video_id").loc["dfdc/dfdc_train_part_1/aassnaulhq", "split"] == "val"
+    assert dfdc.planned_counts({"root": str(root)}) == {"train": 4, "val": 1, "test": 3}
+    assert dfdc.planned_counts({"root": str(root), "splits": ["val", "test"]}) == {"train": 0, "val": 1, "test": 3}
+
+
 def test_dfdc_test_videos_next_to_labels_csv(tmp_path):
     root = make_dfdc(tmp_path / "dfdc", videos_folder=".")
     index, missing = dfdc.build_index({"root": str(root), "parts": []})

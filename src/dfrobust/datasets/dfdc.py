@@ -20,7 +20,8 @@ Config keys (besides `root` and `on_missing`: error|warn, default error):
     test_videos  folder of the test videos, relative to test_set; default
                  null: videos/, or test_set itself when the videos are
                  there (and there is no videos/ folder)
-    splits       which splits to index, default [train, test]
+    splits       which splits to index, default null: every split (the parts'
+                 metadata say train, the test set is test)
 
 Ids: "dfdc/dfdc_train_part_<N>/<name>" and "dfdc/test/<name>" (whatever the
 test folder is called); manipulation "DFDC" for fakes, "original" for reals.
@@ -46,8 +47,7 @@ TEST_LABELS = "labels.csv"
 METADATA_LABEL = {"REAL": 0, "FAKE": 1}
 CSV_LABEL = {"0": 0, "1": 1}
 QUALITIES = (NATIVE,)
-SPLITS_HERE = ("train", "test")
-DEFAULTS = {"parts": "all", "test_set": "test", "test_videos": None, "splits": list(SPLITS_HERE), "on_missing": "error"}
+DEFAULTS = {"parts": "all", "test_set": "test", "test_videos": None, "splits": None, "on_missing": "error"}
 
 
 def settings(cfg: dict) -> dict:
@@ -143,7 +143,7 @@ def entry(name: str, label: int, split: str, folder: str, id_folder: str) -> Ent
 def videos(cfg: dict) -> list[Entry]:
     cfg = settings(cfg)
     root = dataset_root(cfg, "DFDC")
-    splits = wanted_splits(cfg, SPLITS_HERE, "DFDC")
+    splits = wanted_splits(cfg, SPLITS, "DFDC")
     entries = []
     for part in part_folders(cfg):
         entries += [entry(name, label, split, part, part) for name, label, split in read_metadata(root / part / METADATA)]
