@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from dfrobust.config import validate_config
 from dfrobust.core.errors import InputError
-from dfrobust.datasets import ffpp, planned_counts
+from dfrobust.datasets import ffpp, planned_counts, reader
 from dfrobust.media.operations import expand_operations
 from dfrobust.plan import build_plan
 from snakemake.exceptions import WorkflowError

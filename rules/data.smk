@@ -5,13 +5,19 @@
 DEMO_BUILDS = [name for name, d in DATASETS.items() if d.is_demo]
 
 
+def demo_block(root):
+    """The config block of the demo built under `root` (its kind: demo or demo_celebdf)."""
+    return next(DATASETS[n].kind for n in DEMO_BUILDS if DATASETS[n].cfg["root"] == root)
+
+
 rule demo_dataset:
     """Build an embedded demo dataset (offline, deterministic) in its dataset's layout."""
     output:
         "{root}/demo_manifest.json",
     params:
         dataset=lambda wc: dataset_block(next(n for n in DEMO_BUILDS if DATASETS[n].cfg["root"] == wc.root)),
-        demo=lambda wc: config["demo"],
+        demo=lambda wc: config[demo_block(wc.root)],
+        look=lambda wc: config["demo"] if demo_block(wc.root) != "demo" else None,
         seed=config["seed"],
         ffmpeg=config["ffmpeg"],
     wildcard_constraints:
@@ -34,9 +40,7 @@ def dataset_inputs(wildcards):
     dataset = DATASETS[wildcards.dataset]
     if dataset.is_demo:
         return [demo_manifest(wildcards.dataset)]
-    if dataset.kind == "ffpp":
-        return [str(ffpp.splits_dir_of(dataset.cfg) / f"{split}.json") for split in SPLITS]
-    return []
+    return [str(path) for path in reader(dataset.kind).label_files(dataset.cfg)]
 
 
 rule dataset_index:

@@ -39,8 +39,19 @@ def test_default_config_plans_the_demo_build_and_every_face_job(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
     proc = run(workdir, "-n", "faces")
     # demo: 4/2/3 pairs -> 40/20/30 videos; 16 per shard -> 3+2+2 shards. Models train at raw, c23 and c40
-    # (3 x (3 + 2) train and val shards); Table I tests the raw test videos (2 shards)
-    assert job_counts(proc.stdout) == {"demo_dataset": 1, "dataset_index": 1, "extract_faces": 17, "faces": 1}
+    # (3 x (3 + 2) train and val shards); Table I tests the raw test videos (2 shards), the cross-manipulation
+    # table the c23 ones (2); the Celeb-DF-layout demo has 12 test videos (1 shard). Two demos, two indexes.
+    assert job_counts(proc.stdout) == {"demo_dataset": 2, "dataset_index": 2, "extract_faces": 20, "faces": 1}
+
+
+def test_default_config_plans_its_declared_tables_on_shared_work(tmp_path):
+    workdir = workdir_with(tmp_path, REPO / "config.yaml")
+    counts = job_counts(run(workdir, "-n", "tables").stdout)
+    # cross_manipulation: 2 models trained on one manipulation each, scored once on the c23 test copy, metrics
+    # for each of the 4 single-manipulation test sets; cross_dataset: Table I's 8 models on FF++ raw (Table I's
+    # clean cell) and on Celeb-DF (8 new scores)
+    assert counts["train"] == 10 and counts["score"] == 2 + 8 * 2 and counts["metrics"] == 2 * 4 + 8 * 2
+    assert counts["table"] == 2 and counts["demo_dataset"] == 2
 
 
 def test_ffpp_layout_plans_one_face_job_per_quality_split_and_shard(tmp_path):

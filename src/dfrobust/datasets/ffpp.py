@@ -20,6 +20,7 @@ import pandas as pd
 
 from dfrobust.core.config import vocabulary
 from dfrobust.core.errors import InputError
+from dfrobust.datasets.common import missing_report  # noqa: F401  (shared by every reader; kept here for callers)
 
 SPLITS = vocabulary("split")
 QUALITIES = vocabulary("quality")
@@ -121,14 +122,12 @@ def build_index(dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return index, missing
 
 
-def missing_report(index: pd.DataFrame, missing: pd.DataFrame, root: str | Path) -> str:
-    """Human-readable summary of what is missing: which folders, how many files, examples."""
-    if missing.empty:
-        return ""
-    lines = [f"{root}: {len(missing)} of {len(index)} listed videos are missing"]
-    for (manipulation, quality), group in missing.groupby(["manipulation", "quality"], sort=True):
-        total = int(((index["manipulation"] == manipulation) & (index["quality"] == quality)).sum())
-        folder = Path(group["path"].iloc[0]).parent
-        state = "folder missing" if not folder.is_dir() else f"e.g. {', '.join(group['name'].head(3))}"
-        lines.append(f"  {manipulation}/{quality}: {len(group)}/{total} missing ({state}: {folder})")
-    return "\n".join(lines)
+def planned_counts(dataset_cfg: dict) -> dict[str, int]:
+    """Videos per split, from the split files alone (no video is opened)."""
+    splits = read_splits(splits_dir_of(dataset_cfg))
+    return {split: len(split_videos(pairs, dataset_cfg["methods"], split)) for split, pairs in splits.items()}
+
+
+def label_files(dataset_cfg: dict) -> list[Path]:
+    """The files the index is read from: the three split files."""
+    return [splits_dir_of(dataset_cfg) / f"{split}.json" for split in SPLITS]

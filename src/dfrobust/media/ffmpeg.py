@@ -125,6 +125,9 @@ def command(graph, exe: str) -> list[str]:
 _STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
 _FPS_RE = re.compile(r"(?P<fps>[\d.]+) fps")
 _FRAME_RE = re.compile(r"frame=\s*(\d+)")
+# a rotation the player (and ffmpeg's decoder, which autorotates) applies: "Display Matrix: rotation of
+# -90.00 degrees" (ffmpeg >= 6.1), "displaymatrix: rotation of ..." (older side data) or "rotate : 90" (metadata)
+_ROTATION_RE = re.compile(r"(?:display ?matrix: rotation of|\brotate\s*:)\s*(-?[\d.]+)", re.IGNORECASE)
 _DAMAGE_RE = re.compile(r"(partial file|corrupt input packet|Packet corrupt|moov atom not found)[^\n]*")
 
 
@@ -136,7 +139,8 @@ def failure(path: str | os.PathLike, stderr: str, what: str) -> InputError:
 
 
 def probe(path: str | os.PathLike, exe: str | None = None) -> VideoInfo:
-    """Size, frame rate and frame count of the first video stream.
+    """Size (as displayed: a quarter-turn rotation swaps the coded width and
+    height, as the decoder does), frame rate and frame count of the first video stream.
 
     Frames are counted by stream-copying the packets to the null muxer, which
     is exact for the mp4/H.264 files of FF++ and needs no decoding.
@@ -161,14 +165,28 @@ def probe(path: str | os.PathLike, exe: str | None = None) -> VideoInfo:
     if n_frames == 0:
         raise InputError(f"{path}: video stream has no frames")
     fps_match = _FPS_RE.search(proc.stderr[stream.start():])
+    width, height = int(stream["w"]), int(stream["h"])
+    if quarter_turn(proc.stderr, stream.end()):
+        width, height = height, width  # decoded frames come out upright: the displayed size
     return VideoInfo(
         path=str(path),
-        width=int(stream["w"]),
-        height=int(stream["h"]),
+        width=width,
+        height=height,
         fps=float(fps_match["fps"]) if fps_match else 25.0,
         n_frames=n_frames,
         codec=stream["codec"],
     )
+
+
+def quarter_turn(stderr: str, start: int) -> bool:
+    """Whether the video stream whose description starts at `start` carries a
+    rotation by an odd multiple of 90 degrees (phone videos shot upright are
+    often stored sideways with one). ffmpeg's decoder applies it, so frames
+    come out with width and height swapped relative to the coded size."""
+    end = stderr.find("Stream ", start)
+    block = stderr[start: end if end >= 0 else len(stderr)]
+    match = _ROTATION_RE.search(block)
+    return bool(match) and round(float(match[1]) / 90) % 2 == 1
 
 
 def even_sample(n_frames: int, n_samples: int) -> np.ndarray:

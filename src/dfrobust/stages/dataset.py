@@ -1,24 +1,21 @@
-"""The dataset stage (rules/data.smk): build the embedded demo, and index the
-dataset (index.csv, missing.csv), stopping or warning on missing videos."""
+"""The dataset stage (rules/data.smk): build an embedded demo, and index a
+dataset in its own layout (index.csv, missing.csv), stopping or warning on
+missing videos."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dfrobust.datasets.ffpp import build_index, missing_report
-from dfrobust.core.errors import InputError
 from dfrobust.core.io import atomic_path
 from dfrobust.core.runlog import log
+from dfrobust.datasets import reader
+from dfrobust.datasets.common import check_missing
 
 
 def write_index(dataset_cfg: dict, out_index: str | Path, out_missing: str | Path) -> None:
-    """Index one dataset (its block, with `kind`) in its own layout."""
-    index, missing = build_index(dataset_cfg)
-    report = missing_report(index, missing, dataset_cfg["root"])
-    if report and dataset_cfg.get("on_missing", "error") == "error":
-        raise InputError(report + "\n(set dataset.on_missing: warn to go on without them)")
-    if report:
-        log("WARNING: " + report)
+    """Index one dataset (its block, with `kind`) with its reader (dfrobust.datasets.READERS)."""
+    index, missing = reader(dataset_cfg.get("kind", "ffpp")).build_index(dataset_cfg)
+    check_missing(index, missing, dataset_cfg, log)
     with atomic_path(out_missing) as tmp:
         missing.to_csv(tmp, index=False)
     with atomic_path(out_index) as tmp:
@@ -28,10 +25,18 @@ def write_index(dataset_cfg: dict, out_index: str | Path, out_missing: str | Pat
     log(counts.to_string())
 
 
-def build_demo_dataset(demo_cfg: dict, dataset_cfg: dict, seed: int, ffmpeg_path: str | None, manifest: str | Path) -> dict:
-    """Build the embedded demo under the manifest's folder, with the dataset
-    block's methods and qualities (the index must find what the demo writes)."""
+def build_demo_dataset(demo_cfg: dict, dataset_cfg: dict, seed: int, ffmpeg_path: str | None, manifest: str | Path,
+                       look: dict | None = None) -> dict:
+    """Build an embedded demo under the manifest's folder: the FF++-layout demo
+    (kind demo) with the dataset block's methods and qualities (the index must
+    find what it writes), or the Celeb-DF-layout one (kind demo_celebdf), whose
+    people and motion follow the `demo` block (`look`)."""
+    root = Path(manifest).parent
+    if dataset_cfg["kind"] == "demo_celebdf":
+        from dfrobust.datasets.demo_celebdf import build_demo_celebdf
+
+        return build_demo_celebdf(root, demo_cfg, seed, ffmpeg_path, look=look)
     from dfrobust.datasets.demo import build_demo
 
     cfg = {**demo_cfg, "methods": dataset_cfg["methods"], "qualities": dataset_cfg["qualities"]}
-    return build_demo(Path(manifest).parent, cfg, seed, ffmpeg_path)
+    return build_demo(root, cfg, seed, ffmpeg_path)
