@@ -22,7 +22,7 @@ rule train:
         ),
     params:
         method=lambda wc: model_of(wc).method,
-        detector=lambda wc: config["detectors"][model_of(wc).method],
+        detector=lambda wc: model_of(wc).detector_cfg(config["detectors"]),
         train_on=lambda wc: list(model_of(wc).train_on),
         procedure=lambda wc: model_of(wc).procedure_cfg(),
         seed=config["seed"],

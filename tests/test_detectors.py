@@ -351,3 +351,25 @@ def test_detector_fits_sixteen_faces(name, faces):
     with torch.no_grad():
         p = det.predict_proba(det.preprocess(x))
     assert p[y == 1].min() > p[y == 0].max(), p
+
+
+# -- augmentation ---------------------------------------------------------------------------
+def test_augmentation_from_config_is_albumentations_seeded_and_checked(faces):
+    from dfrobust.detectors.augment import Augmenter
+
+    spec = [{"name": "HorizontalFlip", "p": 1.0}, {"name": "GaussNoise", "std_range": [0.1, 0.2], "p": 1.0}]
+    augment = Augmenter(spec)
+    face = faces[0][0]
+    a, b, c = augment(face, 1), augment(face, 1), augment(face, 2)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.abs(a.astype(int) - face[:, ::-1].astype(int)).mean() > 5  # flipped, then noised
+    with pytest.raises(InputError, match="augment.0.name': 'Flip2D' is not an albumentations transform"):
+        Augmenter([{"name": "Flip2D"}])
+    with pytest.raises(InputError, match="augment.0': GaussNoise"):
+        Augmenter([{"name": "GaussNoise", "sigma": 3}])
+    det = build_detector("xception", {**TINY, "augment": [{"name": "HorizontalFlip", "p": 1.0}]})
+    pool = pool_of(*faces)
+    epoch = det.train_dataset(pool, seed=0)
+    image, _ = epoch[0]
+    j = int(epoch.order[0])
+    assert np.array_equal(image[0].permute(1, 2, 0).numpy(), pool.crops[j][:, ::-1])

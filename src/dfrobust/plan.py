@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dfrobust.core.config import vocabulary
+from dfrobust.core.config import deep_update, vocabulary
 from dfrobust.core.errors import InputError
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
@@ -64,13 +64,18 @@ class Model:
     qualities: tuple[str, ...]
     train_on: tuple[str, ...]
     procedure: tuple = ()  # (("name", "pim"), ("r", 0.1), ...): hashable
+    settings: tuple = ()  # detector settings of this model only, over its `detectors` block
 
     @property
     def id(self) -> str:
         return f"{self.name}/{self.trainset}"
 
     def procedure_cfg(self) -> dict:
-        return dict(self.procedure) or {"name": "plain"}
+        return _thaw(self.procedure) or {"name": "plain"}
+
+    def detector_cfg(self, detectors: dict) -> dict:
+        """The detector's config block with this model's own settings over it."""
+        return deep_update(detectors[self.method], _thaw(self.settings))
 
 
 @dataclass(frozen=True)
@@ -189,17 +194,35 @@ def model_of(row: dict, config: dict, where: str) -> Model:
         raise InputError(f"config key '{where}.procedure': unknown training procedure {name!r} ({sorted(config['procedures'])})")
     settings = {**config["procedures"][name], **{k: v for k, v in procedure.items() if k != "name"}}
     trainset = "+".join(qualities) + ("" if train_on == methods else "-" + "+".join(short(m) for m in train_on))
+    if row.get("settings") and not row.get("name"):
+        raise InputError(f"config key '{where}.settings': a model with its own detector settings needs a `name`")
+    unknown = sorted(set(row.get("settings") or {}) - set(config["detectors"][method]))
+    if unknown:
+        raise InputError(f"config key '{where}.settings': {unknown} are not settings of detector {method!r} "
+                         f"({', '.join(sorted(config['detectors'][method]))})")
     label = row.get("name") or (method if name == "plain" else f"{method}+{name}")
     _check_name("model", label)
-    frozen = (("name", name), *sorted((k, _freeze(v)) for k, v in settings.items())) if name != "plain" else ()
-    return Model(label, trainset, method, qualities, train_on, frozen)
+    frozen = _freeze({"name": name, **settings}) if name != "plain" else ()
+    return Model(label, trainset, method, qualities, train_on, frozen, _freeze(row.get("settings") or {}))
+
+
+class _Block(tuple):
+    """A frozen mapping (hashable, so models compare by value)."""
 
 
 def _freeze(value: Any):
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return _Block(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _thaw(value: Any):
+    if isinstance(value, _Block):
+        return {k: _thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
     return value
 
 

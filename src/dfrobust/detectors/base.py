@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from dfrobust.core.configurable import Configurable
 from dfrobust.core.errors import InputError
+from dfrobust.detectors.augment import Augmenter
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -115,8 +116,8 @@ class BalancedFaces(Dataset):
 
     images_per_item = 1
 
-    def __init__(self, pool, seed: int, balanced: bool = True):
-        self.pool = pool
+    def __init__(self, pool, seed: int, balanced: bool = True, augment: Augmenter | None = None):
+        self.pool, self.seed, self.augment = pool, seed, augment
         rng = np.random.default_rng(seed)
         labels = np.asarray(pool.labels)
         classes = np.unique(labels)
@@ -136,7 +137,10 @@ class BalancedFaces(Dataset):
 
     def __getitem__(self, i: int):
         j = int(self.order[i])
-        return to_tensor(self.pool.crops[j : j + 1]), torch.tensor([int(self.pool.labels[j])])
+        crops = self.pool.crops[j : j + 1]
+        if self.augment:
+            crops = self.augment(crops[0], np.random.SeedSequence([self.seed, i]).generate_state(1)[0])[None]
+        return to_tensor(crops), torch.tensor([int(self.pool.labels[j])])
 
 
 class Detector(Configurable, nn.Module):
@@ -164,6 +168,7 @@ class Detector(Configurable, nn.Module):
         "frames_per_video": 100,
         "val_frames_per_video": 32,
         "balanced": True,
+        "augment": [],
     }
     #: schema (or a description) of each setting this class adds; shared ones are in defs.yaml ($defs/detector)
     settings: ClassVar[dict[str, Any]] = {}
@@ -209,7 +214,8 @@ class Detector(Configurable, nn.Module):
 
     def train_dataset(self, pool, seed: int) -> Dataset:
         """One epoch of training items; `seed` is the epoch's own seed."""
-        return BalancedFaces(pool, seed, balanced=bool(self.cfg.get("balanced", True)))
+        return BalancedFaces(pool, seed, balanced=bool(self.cfg.get("balanced", True)),
+                             augment=Augmenter(self.cfg.get("augment"), f"detectors.{self.name}.augment"))
 
     def val_dataset(self, pool, seed: int) -> Dataset:
         """The fixed validation set (same every epoch); `seed` is the run's validation seed."""
