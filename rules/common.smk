@@ -61,7 +61,7 @@ def face_shards(dataset, quality, split, ext="npz"):
     return [f"results/faces/{dataset}/{quality}/{split}/shard_{k:03d}.{ext}" for k in range(planned_shards(dataset, split))]
 
 
-def rule_resources(family):
+def rule_resources(family, **overrides):
     """What a job of `family` ("cpu" or "gpu") asks the batch system for, from
     config `resources` (src/dfrobust/core/schema/resources.yaml, docs/cluster.md). Use as
 
@@ -73,7 +73,8 @@ def rule_resources(family):
     families = {k: v for k, v in config["resources"].items() if isinstance(v, dict)}
     if family not in families:
         raise WorkflowError(f"rule_resources: unknown family '{family}' (config resources has {sorted(families)})")
-    settings = {k: v for k, v in families[family].items() if v is not None}
+    settings = {k: v for k, v in families[family].items() if v is not None and k != "score_runtime"}
+    settings.update(overrides)
     base_mb = settings.pop("mem_mb")
     factor = config["resources"]["retry_mem_factor"]
 

@@ -22,7 +22,7 @@ rule score:
         operation=names_regex(OPERATION_NAMES),
     threads: 1
     resources:
-        **rule_resources("gpu"),
+        **rule_resources("gpu", runtime=config["resources"]["gpu"]["score_runtime"]),
     conda:
         "../envs/dfrobust.yaml"
     script:

@@ -81,9 +81,12 @@ def planned_jobs(dry_run_output: str) -> list[dict]:
     return jobs
 
 
-def family_resources(config: dict, family: str) -> dict[str, str]:
-    """What rule_resources(family) must ask for on a first attempt, as a dry run prints it."""
-    settings = {k: v for k, v in config["resources"][family].items() if v is not None}
+def family_resources(config: dict, family: str, rule: str = "") -> dict[str, str]:
+    """What rule_resources(family) must ask for on a first attempt, as a dry run prints it
+    (scoring one copy has its own time limit)."""
+    settings = {k: v for k, v in config["resources"][family].items() if v is not None and k != "score_runtime"}
+    if rule == "score":
+        settings["runtime"] = config["resources"][family]["score_runtime"]
     return {k: str(v) for k, v in settings.items()}
 
 
@@ -113,6 +116,8 @@ def slurm_jobs(workdir: Path) -> list[dict]:
             continue
         comment = fields.get("Comment", "")
         fields["rule"] = comment.removeprefix("rule_").split("_wildcards_")[0]
+        if fields["rule"].startswith("score_"):  # a group job: every score job of one model (the profile's groups)
+            fields["group"], fields["rule"] = fields["rule"], "score"
         jobs.append(fields)
     return jobs
 
@@ -232,7 +237,7 @@ def test_plain_command_plans_jobs_with_their_resources_from_the_repository_root(
     assert DRY_RUN_GPU_RULES <= rules
     for job in jobs:
         if job["rule"] in DRY_RUN_GPU_RULES:
-            assert family_resources(config, "gpu").items() <= job["resources"].items(), job
+            assert family_resources(config, "gpu", job["rule"]).items() <= job["resources"].items(), job
         elif job["rule"] in CPU_RULES | {"demo_dataset"}:
             assert family_resources(config, "cpu").items() <= job["resources"].items(), job
             assert "gpu" not in job["resources"], job
@@ -282,6 +287,10 @@ def test_jobs_go_through_sbatch_gpu_rules_with_a_gpu(slurm_run):
     # the shards went as one array
     assert "Submitted array job" in slurm_run["log"]
     assert len({job.get("ArrayJobId") for job in by_rule["extract_faces"]}) == 1
+    # scoring: one SLURM job per model (its score jobs, one per test copy, run inside it on one GPU)
+    assert len(by_rule["score"]) == 1 and by_rule["score"][0]["group"] == "score_xception_c23", by_rule["score"]
+    assert "gpu:1" in by_rule["score"][0].get("TresPerJob", ""), by_rule["score"][0]
+    assert len(list((workdir / "logs" / "score").rglob("*.log"))) == 2  # yet one log per copy
 
 
 @pytest.mark.slurm
@@ -307,6 +316,25 @@ def test_second_run_submits_nothing(slurm_run):
     assert "Nothing to be done" in log
     assert "submitted with SLURM jobid" not in log and "Submitted array job" not in log
     assert len(slurm_jobs(workdir)) == before
+
+
+@pytest.mark.slurm
+def test_editing_one_operation_rescores_only_its_copy(slurm_run, tmp_path):
+    """Scoring is grouped per model for SLURM, yet outputs and reruns stay per copy."""
+    workdir = slurm_run["workdir"]
+    config = yaml.safe_load(Path(slurm_run["config"][0]).read_text())
+    config["operations"]["list"][1]["filter"] = "hflip,eq=contrast=1.2"
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    scores = workdir / "results" / "scores" / "xception" / "c23" / "ffpp" / "c23"
+    before = {p.name: p.stat().st_mtime_ns for p in scores.glob("*.csv")}
+    submitted_before = {job["JobId"] for job in slurm_jobs(workdir)}
+    rc, log = run_snakemake(cluster_args([str(edited)], [TARGET], SLURM_DIR / "Snakefile"), workdir, "edited.log")
+    assert rc == 0, log[-4000:]
+    after = {p.name: p.stat().st_mtime_ns for p in scores.glob("*.csv")}
+    assert before["clean.csv"] == after["clean.csv"] and before["hflip.csv"] != after["hflip.csv"]
+    new = [job for job in slurm_jobs(workdir) if job["JobId"] not in submitted_before]
+    assert sorted(job["rule"] for job in new) == ["distort_copy", "score"], [job["rule"] for job in new]
 
 
 @pytest.mark.slurm
