@@ -47,13 +47,14 @@ class DlibHogDetector:
         rects, scores, _ = self._detector.run(np.ascontiguousarray(image), self.upsample, 0.0)
         return _rects_to_array(rects), np.asarray(scores, np.float32)
 
-    def rectangles(self, image: np.ndarray, upsample: int = 0, single_level: bool = False) -> list[tuple[tuple[int, int, int, int], float]]:
-        """dlib's own detections ((left, top, right, bottom) inclusive, score) on `image`.
+    def rectangles(self, image: np.ndarray, upsample: int = 0, single_level: bool = False,
+                   threshold: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
+        """dlib's own detections ((left, top, right, bottom) inclusive, score) on `image`, scores >= threshold.
 
         single_level: score `image` itself only, not the smaller pyramid levels dlib would build from it.
         """
         detector = single_level_detector() if single_level else self._detector
-        rects, scores, _ = detector.run(np.ascontiguousarray(image), upsample, 0.0)
+        rects, scores, _ = detector.run(np.ascontiguousarray(image), upsample, threshold)
         return [((r.left(), r.top(), r.right(), r.bottom()), float(s)) for r, s in zip(rects, scores)]
 
 
@@ -212,14 +213,10 @@ class HogPyramid:
                 r0, r1, c0, c1 = crops[k - 1]
                 need = (min(need[0], r0), max(need[1], r1), min(need[2], c0), max(need[3], c1))
             blocks[k - 1] = need
-        out = {}
-        image = None
+        out, image, origin = {}, None, None
         for k in range(first, top + 1):
             block = blocks[k]
-            if image is None:
-                image = self.level_block(frame, k, block)
-            else:
-                image = self.next_block(image, origin, k, block)
+            image = self.level_block(frame, k, block) if image is None else self.next_block(image, origin, k, block)
             origin = block[0], block[2]
             if k in crops:
                 r0, r1, c0, c1 = crops[k]

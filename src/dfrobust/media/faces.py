@@ -1,26 +1,33 @@
 """Face finding, landmarks and crops: sampled frames -> largest face, 68 landmarks, 1.3x square crop.
 
-The boxes are those of the straightforward search (what FF++'s own
-extraction does): dlib's HOG detector with upsampling `fallback_upsample` on
-the full-resolution frame. That search is slow because most of its work is on
-the first pyramid levels (the upsampled frame), where faces are tiny; a face
-of side s is found on one level (box side 36 * 1.2^k px) and which level wins
-is often a near tie, so a search on any other image (the frame downscaled, a
-window resized by a lattice scale) returns boxes one level (6/5 in size) away.
+The boxes to reproduce are those of the straightforward search (FF++'s own
+extraction): dlib's HOG detector with upsampling `fallback_upsample` (1) on
+the full-resolution frame. It is slow because most of its work is on the
+first pyramid levels (the upsampled frame), where faces are tiny. A face is
+found on one level (box side ~36 * 1.2^k frame px) and which level wins is
+often a near tie, so a search on any other image (the frame downscaled, a
+window resized by a lattice scale) gives boxes one level (6/5 in size) away.
 
-How the face stage gets the same boxes fast (dlib_hog): it reproduces dlib's
-own pyramid levels, but only around the face (HogPyramid: the same level
-sizes, sampling positions and truncation, the same 8-px HOG cell grid, and
-dlib's box mappings), and scores the level of the previous frame's face and
-its two neighbours there with dlib's own filters. The level where that face
-is `track_face_px` wide and below is sampled straight from the frame; the
-levels above it are built one from the other as dlib does. A frame where the
-face is not found near the previous one is searched whole, from the first
-level of dlib's pyramid no larger than `detect_max_side`, and the face found
-there is refined the same way. A frame still without a face gets the
-straightforward search itself before it counts as missed, so nothing it finds
-is lost. ffmpeg decodes the video once and converts only the sampled frames;
-landmarks and the crop use the full-resolution frame.
+How the face stage gets the same boxes fast (dlib_hog): HogPyramid rebuilds
+dlib's own levels, but only around the face (the same level sizes, sampling
+positions and truncation, the same 8-px HOG cell grid, dlib's box mappings),
+and dlib's filters score the level of the previous frame's face and its two
+neighbours there (search_near). The level where the face is `track_face_px`
+wide is sampled straight from the frame, the levels above it are built one
+from the other as dlib does; frames up to EXACT_MAX_PIXELS get dlib's own
+levels. A frame whose face is not near the previous one is searched whole,
+from the first level of dlib's pyramid no larger than `detect_max_side`
+(search_whole), and that face is refined by search_near. A frame still
+without a face gets the straightforward search itself before it counts as
+missed, unless the tracked face is still there but below the detector's
+threshold (turned away, blurred), which the straightforward search would
+miss too. ffmpeg decodes the video once and converts only the sampled
+frames; landmarks and the crop use the full-resolution frame.
+
+The rebuilt levels are not bit-identical to dlib's (dlib truncates float32
+bilinear sums at every level), so a near tie between two levels can still go
+the other way: on real FF++/DFDC clips 96-97% of the boxes are dlib's own,
+the rest one level off; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from dfrobust.media.geometry import largest, square_crop_box
 NEAR_MARGIN = 40  # level pixels searched around the expected detection box, on each side
 NEAR_GUARD = 16  # detections this close to a crop edge inside the level are not trusted (their HOG cells see the edge)
 EXACT_MAX_PIXELS = 160_000  # frames up to ~400x400: dlib builds the whole levels itself (bit-identical, a few ms)
+FOUND_SLACK = 0.05  # a face counts down to this score below dlib's threshold (the rebuilt levels' scores are this close)
+PRESENT_SCORE = -1.0  # down to this score the tracked face is still there: below the threshold it is a miss, without
+# the straightforward search over the whole frame
 
 
 def pyramid_scale(target: float) -> float:
@@ -91,28 +101,35 @@ class FaceFinder:
         return self._pyramids[key]
 
     def _find_hog(self, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
+        below_threshold = False
         if self.track and previous is not None:
-            box = self.search_near(frame, previous)
-            if box is not None:
-                return box
+            near = self.search_near(frame, previous)
+            if near is not None:
+                box, score = near
+                if score >= -FOUND_SLACK:
+                    return box
+                below_threshold = score >= PRESENT_SCORE
         found = self.search_whole(frame)
         if found is not None:
-            box = self.search_near(frame, found)
-            return found if box is None else box
-        if self.fallback_upsample > 0:  # the straightforward search itself
-            rects = self.detector.rectangles(frame, self.fallback_upsample)
-            if rects:
-                boxes = np.array([[r[0], r[1], r[2] + 1, r[3] + 1] for r, _ in rects], np.float32)
-                return boxes[largest(boxes)]
-        return None
+            near = self.search_near(frame, found)
+            if near is None:
+                return found
+            return near[0] if near[1] >= -FOUND_SLACK else None
+        if below_threshold or self.fallback_upsample <= 0:
+            return None
+        rects = self.detector.rectangles(frame, self.fallback_upsample)  # the straightforward search itself
+        if not rects:
+            return None
+        boxes = np.array([[r[0], r[1], r[2] + 1, r[3] + 1] for r, _ in rects], np.float32)
+        return boxes[largest(boxes)]
 
-    def search_near(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-        """The straightforward search's box for the face near `box`, or None if it is not (clearly) there.
+    def search_near(self, frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """(box, score) of the straightforward search's best detection near `box`, down to PRESENT_SCORE.
 
         Scores the level whose detections are the size of `box` and its two
         neighbours, each on a crop around `box` whose origin is on the
-        level's 8-px cell grid. None when the best detection is next to a
-        crop edge (the face moved away) or there is none.
+        level's 8-px cell grid. None when there is no detection or the best
+        one is next to a crop edge (the face moved away).
         """
         pyramid = self.pyramid(frame.shape)
         k0 = pyramid.level_of_box(box)
@@ -136,14 +153,15 @@ class FaceFinder:
         best = None
         for k, (r0, r1, c0, c1) in crops.items():
             h, w = pyramid.sizes[k]
-            for (left, top, right, bottom), score in self.detector.rectangles(images[k], single_level=True):
+            for (left, top, right, bottom), score in self.detector.rectangles(images[k], single_level=True,
+                                                                                threshold=PRESENT_SCORE):
                 inside = ((c0 == 0 or left >= NEAR_GUARD) and (r0 == 0 or top >= NEAR_GUARD)
                           and (c1 == w or right < c1 - c0 - NEAR_GUARD) and (r1 == h or bottom < r1 - r0 - NEAR_GUARD))
                 if best is None or score > best[0]:
                     best = (score, inside, k, (left + c0, top + r0, right + c0, bottom + r0))
         if best is None or not best[1]:
             return None
-        return pyramid.box_to_frame(best[3], best[2])
+        return pyramid.box_to_frame(best[3], best[2]), best[0]
 
     def search_whole(self, frame: np.ndarray) -> np.ndarray | None:
         """Largest face of the whole frame on dlib's levels no larger than detect_max_side (the first one sampled from the frame)."""
