@@ -17,7 +17,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from dfrobust.core.errors import InputError
+from dfrobust.core.errors import ConfigError, InputError
 from dfrobust.media.dlib_models import CNN_DETECTOR, LANDMARKS_68, model_path
 
 
@@ -66,13 +66,16 @@ class DlibHogDetector:
 # resize of the previous one to floor(5/6) of its size, sampling output pixel
 # c at input position c * (n_in - 1) / (n_out - 1), values truncated), with
 # 8-px HOG cells anchored at each level's pixel 0, 5 filters of 10x10 cells,
-# and keeps the best-scoring box per face (non-maximum suppression across
-# all levels). HogPyramid knows that geometry for one frame size, builds any
-# block of any level approximately (cv2.warpAffine with the exact sampling
-# positions, truncating like dlib), and maps boxes between a level and the
-# frame exactly as dlib does; the single-level detector scores one level
-# only, so a crop of a level whose origin is on the level's 8-px grid gets
-# the same scores as the full search on that level.
+# and keeps the best-scoring window per face over all levels (non-maximum
+# suppression: IoU > 0.33 or 79% covered). HogPyramid knows that geometry for
+# one frame size, maps boxes between a level and the frame exactly as dlib
+# does, builds dlib's own levels (exact_levels; cost grows with the frame) or
+# any block of any level approximately (cv2.warpAffine with dlib's sampling
+# positions, truncating like dlib, but not bit-identical: dlib's float32 sums
+# truncate differently, scores differ by ~0.05). The single-level detector
+# scores only the image it is given, so a crop of one of dlib's levels whose
+# origin is on the level's 8-px grid gets dlib's own scores on that level
+# (away from the crop's edges).
 
 HOG_MIN_LEVEL_SIDE = 64  # the frontal face detector's min_pyramid_layer_width/height
 HOG_BOX = 72  # right - left of a detection rectangle on its own level
@@ -100,7 +103,8 @@ def single_level_detector():
         data = Path(path).read_bytes()
         key = b"\x01P\x01P\x02\xe8\x03"  # 80, 80, 1000
         if data.count(key) != 1:
-            raise InputError("dlib's frontal face detector has an unexpected layout; cannot restrict it to one pyramid level")
+            raise ConfigError("faces.detector: dlib's frontal face detector has an unexpected layout (dlib version?); "
+                              "cannot restrict it to one pyramid level")
         Path(path).write_bytes(data.replace(key, b"\x01P\x01P\x01\x01"))
         return dlib.fhog_object_detector(path)
 
