@@ -1,34 +1,61 @@
 """Face finding, landmarks and crops: sampled frames -> largest face, 68 landmarks, 1.3x square crop.
 
-Why it is fast: ffmpeg decodes the video once and converts only the sampled
-frames; detection runs on a small image (a window around the previous face,
-scaled so the face is ~track_face_px wide, or the whole frame downscaled to
-detect_max_side); landmarks and the crop use the full-resolution frame. A
-frame with no face found that way gets one full-resolution detection with
-upsampling before it counts as missed, so nothing the straightforward way
-finds is lost.
+The boxes to reproduce are those of the straightforward search (FF++'s own
+extraction): dlib's HOG detector with upsampling `fallback_upsample` (1) on
+the full-resolution frame. It is slow because most of its work is on the
+first pyramid levels (the upsampled frame), where faces are tiny. A face is
+found on one level (box side ~36 * 1.2^k frame px) and which level wins is
+often a near tie, so a search on any other image (the frame downscaled, a
+window resized by a lattice scale) gives boxes one level (6/5 in size) away.
+
+How the face stage gets the same boxes fast (dlib_hog): HogPyramid rebuilds
+dlib's own levels, but only around the face (the same level sizes, sampling
+positions and truncation, the same 8-px HOG cell grid, dlib's box mappings),
+and dlib's filters score the level of the previous frame's face and its two
+neighbours there (search_near). The level where the face is `track_face_px`
+wide is sampled straight from the frame, the levels above it are built one
+from the other as dlib does; frames up to EXACT_MAX_PIXELS get dlib's own
+levels. A frame whose face is not near the previous one is searched whole,
+from the first level of dlib's pyramid no larger than `detect_max_side`
+(search_whole), and that face is refined by search_near. A frame still
+without a face gets the straightforward search itself before it counts as
+missed, unless the tracked face is still there but below the detector's
+threshold (turned away, blurred), which the straightforward search would
+miss too. ffmpeg decodes the video once and converts only the sampled
+frames; landmarks and the crop use the full-resolution frame.
+
+The rebuilt levels are not bit-identical to dlib's (dlib truncates float32
+bilinear sums at every level), so a near tie between two levels can still go
+the other way: on real FF++/DFDC clips 96-97% of the boxes are dlib's own,
+the rest one level off; see bench/README.md.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from dfrobust.media.detect import FaceDetector, LandmarkPredictor, make_detector
+from dfrobust.media.detect import HOG_BOX, PYR_DOWN, DlibHogDetector, FaceDetector, HogPyramid, LandmarkPredictor, make_detector
 from dfrobust.media.geometry import largest, square_crop_box
+
+NEAR_MARGIN = 40  # level pixels searched around the expected detection box, on each side
+NEAR_GUARD = 16  # detections this close to a crop edge inside the level are not trusted (their HOG cells see the edge)
+EXACT_MAX_PIXELS = 160_000  # frames up to ~400x400: dlib builds the whole levels itself (bit-identical, a few ms)
+FOUND_SLACK = 0.05  # a face counts down to this score below dlib's threshold (the rebuilt levels' scores are this close)
+PRESENT_SCORE = -1.0  # down to this score the tracked face is still there: below the threshold it is a miss, without
+# the straightforward search over the whole frame
 
 
 def pyramid_scale(target: float) -> float:
     """The largest scale <= target of the form 2 * (5/6)^k.
 
-    dlib's HOG detector scans an image pyramid in steps of 5/6. Detecting on
-    an image resized by a scale on this lattice visits the same pyramid levels
-    as a full-resolution search with upsampling 1 (the straightforward way),
-    so it returns the same boxes (IoU > 0.97 measured) at a fraction of the cost;
-    an arbitrary scale such as 0.5 shifts the box quantisation (IoU ~0.77).
+    dlib's detectors scan an image pyramid in steps of 5/6; a scale on this
+    lattice keeps the face sizes a detector sees close to those of a
+    full-resolution search with upsampling 1. Used by the detectors other
+    than dlib_hog (whose search reproduces dlib's pyramid itself, HogPyramid).
     """
     if target >= 2.0:
         return 2.0
@@ -47,6 +74,7 @@ class FaceFinder:
     track_face_px: int = 160
     fallback_upsample: int = 1
     _fallback: FaceDetector | None = None
+    _pyramids: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "FaceFinder":
@@ -59,6 +87,99 @@ class FaceFinder:
             fallback_upsample=cfg.get("fallback_upsample", 1),
         )
 
+    def find(self, frame: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray | None:
+        """Detector box [x0, y0, x1, y1] of the largest face in `frame`, or None."""
+        if isinstance(self.detector, DlibHogDetector):
+            return self._find_hog(frame, previous)
+        return self._find_scaled(frame, previous)
+
+    # -- dlib HOG: the straightforward search's own pyramid levels --------------------
+    def pyramid(self, shape) -> HogPyramid:
+        key = tuple(shape[:2])
+        if key not in self._pyramids:
+            self._pyramids[key] = HogPyramid(*key, upsample=max(0, self.fallback_upsample))
+        return self._pyramids[key]
+
+    def _find_hog(self, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
+        below_threshold = False
+        if self.track and previous is not None:
+            near = self.search_near(frame, previous)
+            if near is not None:
+                box, score = near
+                if score >= -FOUND_SLACK:
+                    return box
+                below_threshold = score >= PRESENT_SCORE
+        found = self.search_whole(frame)
+        if found is not None:
+            near = self.search_near(frame, found)
+            if near is None:
+                return found
+            return near[0] if near[1] >= -FOUND_SLACK else None
+        if below_threshold or self.fallback_upsample <= 0:
+            return None
+        rects = self.detector.rectangles(frame, self.fallback_upsample)  # the straightforward search itself
+        if not rects:
+            return None
+        boxes = np.array([[r[0], r[1], r[2] + 1, r[3] + 1] for r, _ in rects], np.float32)
+        return boxes[largest(boxes)]
+
+    def search_near(self, frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """(box, score) of the straightforward search's best detection near `box`, down to PRESENT_SCORE.
+
+        Scores the level whose detections are the size of `box` and its two
+        neighbours, each on a crop around `box` whose origin is on the
+        level's 8-px cell grid. None when there is no detection or the best
+        one is next to a crop edge (the face moved away).
+        """
+        pyramid = self.pyramid(frame.shape)
+        k0 = pyramid.level_of_box(box)
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half = HOG_BOX / 2 + NEAR_MARGIN
+        crops = {}
+        for k in (k0 - 1, k0, k0 + 1):
+            if not 0 <= k < pyramid.levels:
+                continue
+            lx, ly = pyramid.point_to_level(cx, cy, k)
+            h, w = pyramid.sizes[k]
+            c0, r0 = max(0, int(lx - half) // 8 * 8), max(0, int(ly - half) // 8 * 8)
+            c1, r1 = min(w, math.ceil(lx + half)), min(h, math.ceil(ly + half))
+            if c1 - c0 > 2 * NEAR_GUARD and r1 - r0 > 2 * NEAR_GUARD:
+                crops[k] = (r0, r1, c0, c1)
+        if not crops:
+            return None
+        below = math.ceil(math.log(max(self.track_face_px, HOG_BOX) / HOG_BOX) / math.log(1.2))
+        exact = frame.shape[0] * frame.shape[1] <= EXACT_MAX_PIXELS
+        images = pyramid.crops(frame, crops, first=min(min(crops), max(0, k0 - below)), exact=exact)
+        best = None
+        for k, (r0, r1, c0, c1) in crops.items():
+            h, w = pyramid.sizes[k]
+            for (left, top, right, bottom), score in self.detector.rectangles(images[k], single_level=True,
+                                                                                threshold=PRESENT_SCORE):
+                inside = ((c0 == 0 or left >= NEAR_GUARD) and (r0 == 0 or top >= NEAR_GUARD)
+                          and (c1 == w or right < c1 - c0 - NEAR_GUARD) and (r1 == h or bottom < r1 - r0 - NEAR_GUARD))
+                if best is None or score > best[0]:
+                    best = (score, inside, k, (left + c0, top + r0, right + c0, bottom + r0))
+        if best is None or not best[1]:
+            return None
+        return pyramid.box_to_frame(best[3], best[2]), best[0]
+
+    def search_whole(self, frame: np.ndarray) -> np.ndarray | None:
+        """Largest face of the whole frame on dlib's levels no larger than detect_max_side (the first one sampled from the frame)."""
+        pyramid = self.pyramid(frame.shape)
+        first = next((k for k, size in enumerate(pyramid.sizes) if max(size) <= self.detect_max_side), pyramid.levels - 1)
+        boxes = []
+        for rect, _ in self.detector.rectangles(pyramid.level_image(frame, first)):
+            # dlib scaled the rectangle up from its own level by 6/5 per level (rounded); undo that exactly
+            above = max(0, round(math.log(max(rect[2] - rect[0], 1) / HOG_BOX) / math.log(1.2)))
+            on_level = []
+            for v in rect:
+                for _ in range(above):
+                    v = (v - 0.3) * PYR_DOWN
+                on_level.append(math.floor(v + 0.5))
+            boxes.append(pyramid.box_to_frame(tuple(on_level), first + above))
+        return boxes[largest(np.array(boxes))] if boxes else None
+
+    # -- other detectors: a small image on dlib's pyramid lattice --------------------
     def _detect_scaled(self, image: np.ndarray, scale: float, detector: FaceDetector | None = None) -> np.ndarray:
         """Boxes found on `image` resized by `scale`, in `image` coordinates."""
         interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
@@ -73,8 +194,7 @@ class FaceFinder:
             self._fallback = type(self.detector)(upsample=self.fallback_upsample)
         return self._fallback
 
-    def find(self, frame: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray | None:
-        """Detector box [x0, y0, x1, y1] of the largest face in `frame`, or None."""
+    def _find_scaled(self, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
         h, w = frame.shape[:2]
         if self.track and previous is not None:
             side = max(previous[2] - previous[0], previous[3] - previous[1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -10,18 +12,25 @@ def square_crop_box(box: np.ndarray, scale: float, frame_w: int, frame_h: int) -
 
     As in the FaceForensics++ code: the side is kept when the square fits,
     and the square is shifted (not shrunk) to stay inside the frame; it only
-    shrinks when the frame itself is smaller than the side.
+    shrinks when the frame itself is smaller than the side. A square that
+    falls half-way between pixels is rounded towards the frame centre, so the
+    crop of a mirrored box is the mirrored crop.
     Returns integer [x0, y0, x1, y1] with x1, y1 exclusive.
     """
     x0, y0, x1, y1 = (float(v) for v in box)
     side = int(round(max(x1 - x0, y1 - y0) * scale))
     side = max(1, min(side, frame_w, frame_h))
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    left = int(round(cx - side / 2.0))
-    top = int(round(cy - side / 2.0))
-    left = min(max(left, 0), frame_w - side)
-    top = min(max(top, 0), frame_h - side)
+    left = _start((x0 + x1) / 2.0, side, frame_w)
+    top = _start((y0 + y1) / 2.0, side, frame_h)
     return np.array([left, top, left + side, top + side], dtype=np.int64)
+
+
+def _start(centre: float, side: int, length: int) -> int:
+    """First pixel of `side` pixels centred on `centre`, inside [0, length)."""
+    start = centre - side / 2.0
+    if start - math.floor(start) == 0.5:  # half-way: towards the middle of the frame
+        start = math.floor(start) if centre > length / 2.0 else math.ceil(start)
+    return min(max(int(round(start)), 0), length - side)
 
 
 def box_area(box: np.ndarray) -> float:
