@@ -151,7 +151,7 @@ def test_summary_counts_found_and_missed(shard, tmp_path):
     ok = table[table.status == "ok"]
     assert (ok.n_found == 6).all() and (ok.n_missed == 0).all()
     assert set(table.status) == {"ok", "error", "no_face"}
-    assert (tmp_path / "summary.csv").read_text().startswith("quality,split,shard,video_id")
+    assert (tmp_path / "summary.csv").read_text().startswith("dataset,quality,split,shard,video_id")
 
 
 def test_write_is_atomic_on_failure(tmp_path):
