@@ -318,8 +318,36 @@ def test_evaluation_schema_defaults():
     for key, spec in properties.items():
         assert "default" in spec and "description" in spec, key
     defaults = {k: v["default"] for k, v in properties.items()}
-    assert defaults == {"bootstrap": 1000, "ci": 0.95, "seed": 0, "far_levels": [0.01, 0.1], "threshold": 0.5}
+    assert defaults == {"bootstrap": 1000, "ci": 0.95, "seed": 0, "far_levels": [0.01, 0.1], "threshold": 0.5,
+                        "recall_levels": [], "wp_alpha": 100}
     validator = jsonschema.Draft202012Validator(schema)
     validator.validate(defaults)
     assert not validator.is_valid({"bootstrap": "many"})
     assert not validator.is_valid({"boostrap": 10})
+
+
+def test_low_far_metrics_at_frame_level_match_scikit_learn():
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1], 60)
+    frames = pd.DataFrame({"video_id": [f"v{i // 3}" for i in range(120)], "label": labels,
+                           "manipulation": np.where(labels == 1, "Deepfakes", "original"),
+                           "frame_index": np.arange(120) % 3, "score": np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0, 1)})
+    out = compute_metrics(frames, bootstrap=0, far_levels=[0.1])
+    assert out["frame_pauc_10pct"] == pytest.approx(roc_auc_score(labels, frames["score"], max_fpr=0.1), abs=1e-12)
+    fpr, tpr, _ = roc_curve(labels, frames["score"])
+    assert out["frame_tar_at_far_10pct"] == pytest.approx(np.interp(0.1, fpr, tpr), abs=0.02)
+    assert out["frame_tar_at_far_10pct"] != out["tar_at_far_10pct"]
+
+
+def test_weighted_precision_counts_false_alarms_alpha_times():
+    from dfrobust.evaluation.metrics import weighted_precision
+
+    labels = np.array([1, 1, 0, 1, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    assert weighted_precision(labels, scores, 0.5, 100) == 1.0  # 2 of 4 fakes before any real
+    assert weighted_precision(labels, scores, 0.75, 100) == pytest.approx(3 / (3 + 100))
+    assert weighted_precision(labels, scores, 1.0, 10) == pytest.approx(4 / (4 + 10 * 3))
+    frames = pd.DataFrame({"video_id": [f"v{i}" for i in range(8)], "label": labels, "frame_index": 0,
+                           "manipulation": np.where(labels == 1, "Deepfakes", "original"), "score": scores})
+    out = compute_metrics(frames, bootstrap=0, recall_levels=[0.75])
+    assert out["log_wp_at_recall_0.75"] == pytest.approx(np.log(3 / 103))

@@ -263,7 +263,7 @@ def test_trace_cell(tmp_path):
         ("xception", "c23", "clean"), ("xception", "c23", "c40")}
 
     trace = trace_cell(results, "xception", "c23", "c40")
-    assert trace["metrics_file"].endswith("metrics/xception/c23/c40.json")
+    assert trace["metrics_file"].endswith("metrics/xception/c23/ffpp_raw/c40.json")
     assert trace["video_auc"] == pytest.approx(records[0]["video_auc"] if records[0]["operation"] == "c40"
                                                else records[1]["video_auc"])
     assert trace["table1"]["matches"] is True
@@ -281,5 +281,5 @@ def test_trace_cell(tmp_path):
     shutil.rmtree(results / "scores")
     assert trace_cell(results, "xception", "c23", "c40")["inputs"][0]["status"] == "missing"
 
-    with pytest.raises(InputError, match="operations computed for xception/c23: c40, clean"):
+    with pytest.raises(InputError, match="computed for xception/c23: ffpp_raw/c40, ffpp_raw/clean"):
         trace_cell(results, "xception", "c23", "vintage")

@@ -166,6 +166,19 @@ def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
     return float(fpr[i - 1] + share * (fpr[i] - fpr[i - 1]))
 
 
+def weighted_precision(labels: np.ndarray, scores: np.ndarray, recall: float, alpha: float) -> float:
+    """The DFDC preview's weighted precision at a recall: TP / (TP + alpha FP)
+    at the highest threshold whose recall reaches `recall` (alpha weighs the
+    false alarms by how much more common real videos are in the wild)."""
+    order = np.argsort(-scores, kind="stable")
+    ranked_scores, ranked = scores[order], labels[order]
+    tp, fp = np.cumsum(ranked == 1), np.cumsum(ranked == 0)
+    last = np.r_[ranked_scores[1:] != ranked_scores[:-1], True]  # cut only between distinct scores
+    reached = np.flatnonzero(last & (tp >= recall * tp[-1]))
+    k = int(reached[0])
+    return float(tp[k] / (tp[k] + alpha * fp[k]))
+
+
 def _pct(far: float) -> str:
     """Key suffix for a FAR level: 0.01 -> '1pct', 0.001 -> '0.1pct'."""
     return f"{format(round(100 * far, 10), 'g')}pct"
@@ -193,6 +206,8 @@ def compute_metrics(
     far_levels: Iterable[float] = (0.01, 0.1),
     threshold: float = 0.5,
     source: str | os.PathLike | None = None,
+    recall_levels: Iterable[float] = (),
+    wp_alpha: float = 100.0,
 ) -> dict:
     """All metrics of one per-frame score table, as a flat JSON-ready dict.
 
@@ -200,8 +215,10 @@ def compute_metrics(
     frame_accuracy (at `threshold`, fake when score >= threshold), eer,
     average_precision (video level), for each FAR level f in `far_levels`
     tar_at_far_{f}pct, tauc_{f}pct (truncated AUC) and pauc_{f}pct (McClish
-    standardized partial AUC), all at video level on the linearly interpolated
-    ROC; ci_low/ci_high (stratified percentile bootstrap of video AUC over
+    standardized partial AUC), at video level on the linearly interpolated
+    ROC, and the same prefixed frame_ at frame level; for each recall r in
+    `recall_levels`, log_wp_at_recall_{r} (natural log of the DFDC preview's
+    weighted precision, video level, weight `wp_alpha`); ci_low/ci_high (stratified percentile bootstrap of video AUC over
     videos, `bootstrap` resamples, `seed`; None when bootstrap == 0);
     per_manipulation ({name: {video_auc, n_videos}}: that method's fakes
     against all real videos); counts (videos/frames per class).
@@ -230,10 +247,16 @@ def compute_metrics(
         "average_precision": float(average_precision_score(v_labels, v_scores)),
         "far_levels": far_levels,
     }
+    frame_fpr, frame_tpr, _ = _roc(f_labels, f_scores)
     for far in far_levels:
         out[f"tar_at_far_{_pct(far)}"] = tpr_at_fpr(fpr, tpr, far)
         out[f"tauc_{_pct(far)}"] = truncated_auc(fpr, tpr, far)
         out[f"pauc_{_pct(far)}"] = standardized_pauc(fpr, tpr, far)
+        out[f"frame_tar_at_far_{_pct(far)}"] = tpr_at_fpr(frame_fpr, frame_tpr, far)
+        out[f"frame_tauc_{_pct(far)}"] = truncated_auc(frame_fpr, frame_tpr, far)
+        out[f"frame_pauc_{_pct(far)}"] = standardized_pauc(frame_fpr, frame_tpr, far)
+    for recall in recall_levels:
+        out[f"log_wp_at_recall_{format(recall, 'g')}"] = float(np.log(weighted_precision(v_labels, v_scores, recall, wp_alpha)))
 
     low, high = (None, None)
     if bootstrap > 0:

@@ -32,6 +32,8 @@ def metric_label(metric: str) -> str:
     """video_auc -> AUC; tar_at_far_0.1pct -> TAR@0.1%; frame_pauc_10pct -> frame pAUC@10%."""
     if metric in LABELS:
         return LABELS[metric]
+    if metric.startswith("log_wp_at_recall_"):
+        return f"log(wP)@R={metric.rpartition('_')[2]}"
     level = "frame " if metric.startswith("frame_") else ""
     name, _, far = metric.removeprefix("frame_").rpartition("_")
     return f"{level}{ {'tar_at_far': 'TAR', 'tauc': 'tAUC', 'pauc': 'pAUC'}[name]}@{far.removesuffix('pct')}%"
@@ -58,7 +60,8 @@ def build_table(records: Sequence[Mapping], spec: Mapping) -> pd.DataFrame:
                 raise InputError(f"metric {metric!r} is not in the metrics of {method}/{quality} on "
                                  f"{column['test_set']} (is its FAR in evaluation.far_levels?)")
             value = None if record is None else record[metric]
-            line.append(np.nan if value is None else 100 * float(value))
+            scale = 1 if metric.startswith("log_wp") else 100  # log(wP) is not a rate
+            line.append(np.nan if value is None else scale * float(value))
         data.append(line)
     return pd.DataFrame(data, index=pd.MultiIndex.from_tuples(rows, names=["method", "train_quality"]),
                         columns=pd.MultiIndex.from_tuples(columns, names=["column", "metric"]), dtype=float)

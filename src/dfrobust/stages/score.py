@@ -99,6 +99,8 @@ def evaluate_file(
         far_levels=config.get("far_levels", (0.01, 0.1)),
         threshold=float(config.get("threshold", 0.5)),
         source=scores_path,
+        recall_levels=config.get("recall_levels", ()),
+        wp_alpha=float(config.get("wp_alpha", 100.0)),
     )
     record = {**dict(cell), **metrics, "scores": str(scores_path)}
     record["provenance"] = provenance.collect(dict(config), [scores_path, *inputs], seed)
