@@ -16,7 +16,9 @@ import torch
 
 from dfrobust.core.errors import InputError
 from dfrobust.detectors import build_detector, predict_records, resize_crops
-from dfrobust.detectors.crop import CropSpec, cut, resolve_faces, stored_crop
+from dfrobust.detectors import resolve_config
+from dfrobust.detectors.crop import stored_crop_of
+from dfrobust.media.crops import CropSpec, cut, resolve_faces, stored_crop
 from dfrobust.detectors.sbi import SelfBlendFaces
 from dfrobust.detectors.sbi_blend import (BLEND_RATIOS, CANVAS_MARGINS, StoredFace, Transforms, blend_face, face_for_scoring,
                                           hflip, self_blend)
@@ -114,13 +116,14 @@ def test_training_crops_span_1_1_to_1_4_per_side_and_test_crops_are_fixed():
 
 
 def test_the_stored_crop_is_computed_from_the_detectors():
-    ffpp = [("xception", {}), ("capsule", {}), ("sbi", {})]
+    ffpp = [(name, resolve_config(name, {})) for name in ("xception", "capsule", "sbi")]  # the validated blocks
     need = stored_crop(ffpp)
     assert need["crop_scale"] == pytest.approx(1.4) and need["retinaface"] == ["sbi"]
     assert need["crop_size"] == 484 >= 380  # 380 px from a 1.1x crop of a 1.4x stored square
-    assert stored_crop([("xception", {}), ("capsule", {})]) == {**stored_crop([("xception", {}), ("capsule", {})]),
-                                                                "crop_scale": 1.3, "crop_size": 300}
-    assert stored_crop([("sbi", {"input_size": 48})])["crop_size"] == 62  # the demo
+    assert stored_crop_of([("xception", {}), ("capsule", {})]) == {**stored_crop(ffpp[:2]), "crop_scale": 1.3, "crop_size": 300}
+    assert stored_crop_of([("sbi", {"input_size": 48})])["crop_size"] == 62  # the demo
+    with pytest.raises(InputError, match="detectors.sbi has no crop"):
+        stored_crop([("sbi", {"input_size": 48})])
     faces, notes = resolve_faces({"crop_scale": None, "crop_size": None, "retinaface": {"weights": "w.pth"}}, ffpp)
     assert (faces["crop_scale"], faces["crop_size"], notes) == (pytest.approx(1.4), 484, [])
     faces, notes = resolve_faces({"crop_scale": 1.3, "crop_size": 320, "retinaface": {"weights": None}}, ffpp)

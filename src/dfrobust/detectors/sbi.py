@@ -28,7 +28,8 @@ from torch.utils.data import Dataset
 from dfrobust.core.errors import InputError
 from dfrobust.detectors.augment import Augmenter
 from dfrobust.detectors.base import TimmClassifier, to_tensor
-from dfrobust.detectors.crop import FaceCrop, frame_landmarks, geometry_of, pick_boxes
+from dfrobust.detectors.crop import FaceCrop, geometry_of
+from dfrobust.media.crops import frame_landmarks, pick_boxes
 from dfrobust.detectors.registry import register
 from dfrobust.detectors.sbi_blend import (BLEND_RATIOS, HULLS, StoredFace, Transforms, blend_face, face_for_scoring,
                                           landmarks_usable)

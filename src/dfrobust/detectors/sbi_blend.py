@@ -3,7 +3,7 @@
 a pseudo-fake made from one real face by blending a slightly altered copy of
 it back into itself.
 
-One training sample, from a stored crop (dfrobust.detectors.crop) and the
+One training sample, from a stored crop (dfrobust.media.crops) and the
 face's boxes and landmarks in frame pixels:
 
 0. the stored crop is resized back to the frame's resolution (its crop box
@@ -54,7 +54,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dfrobust.detectors.crop import CropSpec
+from dfrobust.media.crops import CropSpec
 from dfrobust.detectors.face_xray_hulls import random_hull
 from dfrobust.media.forehead import extend_landmarks
 from dfrobust.media.geometry import margin_region

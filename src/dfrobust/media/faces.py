@@ -101,7 +101,7 @@ def crop_face(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, crop_sc
     The crop is the FF++ square of `crop_scale` x the face box, clamped to the
     frame; with an `extra_box` (the face's RetinaFace box) it is that square
     around the union of both boxes, so a detector cropping around either finds
-    its margin inside (dfrobust.detectors.crop sizes `crop_scale` for that).
+    its margin inside (dfrobust.media.crops sizes `crop_scale` for that).
     """
     h, w = frame.shape[:2]
     around = box if extra_box is None or not np.isfinite(extra_box).all() else union_box(box, extra_box)

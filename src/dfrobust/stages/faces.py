@@ -45,11 +45,11 @@ def shard_rows(index_csv: str | Path, quality: str, split: str, shard: int, plan
 
 def stored_crop(cfg: dict) -> tuple[float, int]:
     """(crop_scale, crop_size) of the faces block; the workflow computes them from the detectors
-    (dfrobust.detectors.crop.resolve_faces) when the config leaves them out."""
+    (dfrobust.media.crops.resolve_faces) when the config leaves them out."""
     scale, size = cfg.get("crop_scale"), cfg.get("crop_size")
     if scale is None or size is None:
         raise ConfigError("faces.crop_scale / faces.crop_size are not set: the workflow computes them from the "
-                          "configured detectors (dfrobust.detectors.crop.resolve_faces); set both to run the face stage alone")
+                          "configured detectors (dfrobust.media.crops.resolve_faces); set both to run the face stage alone")
     return float(scale), int(size)
 
 
