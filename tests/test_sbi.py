@@ -122,6 +122,8 @@ def test_the_stored_crop_is_computed_from_the_detectors():
     assert need["crop_size"] == 484 >= 380  # 380 px from a 1.1x crop of a 1.4x stored square
     assert stored_crop_of([("xception", {}), ("capsule", {})]) == {**stored_crop(ffpp[:2]), "crop_scale": 1.3, "crop_size": 300}
     assert stored_crop_of([("sbi", {"input_size": 48})])["crop_size"] == 62  # the demo
+    two = [ffpp[2], ("sbi", {**ffpp[2][1], "input_size": 224, "crop": {**ffpp[2][1]["crop"], "jitter": [1.2, 1.6]}})]
+    assert (stored_crop(two)["crop_scale"], stored_crop(two)["crop_size"]) == (pytest.approx(1.6), 553)  # 380 x 1.6 / 1.1
     with pytest.raises(InputError, match="detectors.sbi has no crop"):
         stored_crop([("sbi", {"input_size": 48})])
     faces, notes = resolve_faces({"crop_scale": None, "crop_size": None, "retinaface": {"weights": "w.pth"}}, ffpp)

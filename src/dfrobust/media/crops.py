@@ -140,11 +140,14 @@ def stored_crop(detectors: Iterable[tuple[str, Mapping]]) -> dict:
     if not needs:
         raise InputError("stored_crop: no detector configured")
     scale = max(spec.largest for _, spec, _ in needs)
-    sizes = {name: math.ceil(size * scale / spec.smallest - 1e-9) for name, spec, size in needs}
-    return {"crop_scale": round(scale, 6), "crop_size": max(sizes.values()),
-            "retinaface": sorted({name for name, spec, _ in needs if spec.box == "retinaface"}),
-            "needs": {name: {"input_size": size, "largest": spec.largest, "smallest": spec.smallest, "crop_size": sizes[name]}
-                      for name, spec, size in needs}}
+    per = {}  # the most demanding block of each detector (models may give one detector several)
+    for name, spec, size in needs:
+        need = {"input_size": size, "largest": spec.largest, "smallest": spec.smallest,
+                "crop_size": math.ceil(size * scale / spec.smallest - 1e-9)}
+        if name not in per or (need["crop_size"], need["largest"]) > (per[name]["crop_size"], per[name]["largest"]):
+            per[name] = need
+    return {"crop_scale": round(scale, 6), "crop_size": max(n["crop_size"] for n in per.values()),
+            "retinaface": sorted({name for name, spec, _ in needs if spec.box == "retinaface"}), "needs": per}
 
 
 def resolve_faces(faces: Mapping, detectors: Iterable[tuple[str, Mapping]]) -> tuple[dict, list[str]]:
