@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from dfrobust.config import validate_config
 from dfrobust.core.errors import InputError
 from dfrobust.datasets import ffpp, planned_counts, reader
+from dfrobust.media.crops import resolve_faces
 from dfrobust.media.operations import expand_operations
 from dfrobust.plan import build_plan
 from snakemake.exceptions import WorkflowError
@@ -17,8 +18,13 @@ try:
     _validated = validate_config(config)
     OPERATIONS = expand_operations(_validated["operations"])
     PLAN = build_plan(_validated, [op.name for op in OPERATIONS], lambda kind, cfg: planned_counts(kind, cfg, _validated))
+    # the stored crop holds the largest crop any model's detector takes (SBI's RetinaFace box, its margins)
+    _validated["faces"], _crop_notes = resolve_faces(
+        _validated["faces"], [(m.method, m.detector_cfg(_validated["detectors"])) for m in PLAN.models.values()])
 except InputError as _error:
     raise WorkflowError(str(_error)) from None
+for _note in _crop_notes:
+    print(f"note: {_note}", file=sys.stderr)
 config.clear()
 config.update(_validated)
 

@@ -9,7 +9,7 @@ from conftest import REPO
 
 def test_defaults_are_filled_from_the_schema():
     config = validate_config({"dataset": {"kind": "ffpp", "root": "/data/ffpp"}})
-    assert config["faces"]["crop_scale"] == 1.3
+    assert config["faces"]["crop_scale"] is None  # computed from the detectors by the workflow (dfrobust.media.crops)
     assert config["faces"]["frames"] == {"train": 100, "val": 32, "test": 32}
     assert config["dataset"]["qualities"] == ["raw", "c23", "c40"]
     assert config["dataset"]["on_missing"] == "error"
@@ -45,7 +45,7 @@ def test_unknown_top_level_key_is_named():
 @pytest.mark.parametrize("name", ["config.yaml", "config/tiny.yaml", "config/ffpp.yaml"])
 def test_shipped_configs_validate(name):
     config = load_config(REPO / name)
-    assert config["faces"]["crop_scale"] == 1.3
+    assert config["faces"]["crop_scale"] in (None, 1.3) and config["faces"]["frames"]["test"] >= 1
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):

@@ -14,8 +14,6 @@ from dfrobust.detectors import (available_detectors, build_detector, config_sche
 from dfrobust.detectors.base import Detector, to_tensor
 from dfrobust.detectors.capsule import DynamicRouting, PrimaryCapsules, squash
 from dfrobust.detectors.inference import save_weights
-from dfrobust.detectors.sbi import SelfBlendFaces
-from dfrobust.detectors.sbi_blend import BLEND_RATIOS, hflip, self_blend
 from dfrobust.core.errors import InputError
 from dfrobust.training import SAM, train_step
 from dfrobust.training.data import FacePool
@@ -182,55 +180,6 @@ def test_capsule_detector_outputs_class_activations():
     assert ((det.proba(out) >= 0) & (det.proba(out) <= 1)).all()
 
 
-# -- self-blending -------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", range(6))
-def test_self_blend_changes_the_face_only_inside_the_mask(faces, seed):
-    crops, landmarks, _ = faces
-    img, lm = crops[seed % 8], landmarks[seed % 8]
-    real, fake, mask = self_blend(img, lm, np.random.default_rng(seed))
-    assert real.shape == fake.shape == img.shape and fake.dtype == np.uint8
-    outside = mask == 0
-    assert outside.any() and (mask > 0).any()
-    np.testing.assert_array_equal(fake[outside], real[outside])
-    diff = np.abs(fake.astype(int) - real.astype(int)).sum(-1)
-    assert diff[mask > 0.2].mean() > 0.5
-    assert np.isclose(mask.max(), BLEND_RATIOS, atol=1e-6).any()
-    # the mask is around the face: it misses the crop's corners
-    assert mask[:4, :4].max() == 0 and mask[-4:, -4:].max() == 0
-    # the returned real is the original or the altered copy, never warped
-    again = self_blend(img, lm, np.random.default_rng(seed))
-    np.testing.assert_array_equal(again[1], fake)
-
-
-def test_hflip_mirrors_landmarks_by_role(faces):
-    crops, landmarks, _ = faces
-    img, lm = hflip(crops[0], landmarks[0])
-    np.testing.assert_array_equal(img, crops[0][:, ::-1])
-    # left-eye points (36..41) of the flipped face sit where the right eye (42..47) was, mirrored
-    w = crops.shape[2]
-    np.testing.assert_allclose(np.sort(lm[36:42, 0]), np.sort(w - 1 - landmarks[0][42:48, 0]))
-    img2, lm2 = hflip(img, lm)
-    np.testing.assert_array_equal(img2, crops[0])
-    np.testing.assert_allclose(lm2, landmarks[0], atol=1e-4)
-
-
-def test_sbi_batches_pair_each_real_with_its_blend(faces):
-    crops, landmarks, labels = faces
-    pool = pool_of(crops, landmarks, labels)
-    train_ds = SelfBlendFaces(pool, seed=1, train=True)
-    assert len(train_ds) == int((labels == 0).sum())  # reals only
-    x, y = train_ds[0]
-    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.uint8 and y.tolist() == [0, 1]
-    assert not torch.equal(x[0], x[1])
-    val_ds = SelfBlendFaces(pool, seed=2, train=False)
-    assert all(torch.equal(val_ds[i][0], val_ds[i][0]) for i in range(2))  # fixed validation set
-    other_epoch = SelfBlendFaces(pool, seed=3, train=True)
-    assert any(not torch.equal(train_ds[i][0], other_epoch[i][0]) for i in range(4))
-    det = build_detector("sbi", TINY)
-    assert det.train_labels == (0,) and det.val_labels == (0,)
-    assert build_detector("sbi", {**TINY, "val_fakes": "dataset"}).val_labels == (0, 1)
-
-
 # -- SAM -------------------------------------------------------------------------------------------
 def test_sam_evaluates_the_gradient_twice_and_descends():
     torch.manual_seed(0)
@@ -363,6 +312,11 @@ def test_augmentation_from_config_is_albumentations_seeded_and_checked(faces):
     a, b, c = augment(face, 1), augment(face, 1), augment(face, 2)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert np.abs(a.astype(int) - face[:, ::-1].astype(int)).mean() > 5  # flipped, then noised
+    three = Augmenter([{"name": n, "p": 0.3} for n in ("HorizontalFlip", "VerticalFlip", "Transpose")])
+    outputs = [three(face, s) for s in range(300)]
+    none = np.mean([np.array_equal(o, face) for o in outputs])
+    every = np.mean([np.array_equal(o, face[::-1, ::-1].transpose(1, 0, 2)) for o in outputs])
+    assert 0.2 < none < 0.5 and every < 0.12  # independent draws: 0.7^3 = 0.34 and 0.3^3 = 0.03, not 0.7 and 0.3
     with pytest.raises(InputError, match="augment.0.name': 'Flip2D' is not an albumentations transform"):
         Augmenter([{"name": "Flip2D"}])
     with pytest.raises(InputError, match="augment.0': GaussNoise"):

@@ -12,12 +12,12 @@ import pkgutil
 from dfrobust.detectors.registry import (available_detectors, build_detector, config_schema, detector_class, register,
                                          resolve_config)
 from dfrobust.detectors.base import Detector, resize_crops
-from dfrobust.detectors.inference import load_trained, predict_faces
+from dfrobust.detectors.inference import load_trained, predict_faces, predict_records
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "Detector", "available_detectors", "build_detector", "config_schema", "detector_class", "load_trained",
-    "predict_faces", "register", "resize_crops", "resolve_config",
+    "predict_faces", "predict_records", "register", "resize_crops", "resolve_config",
 ]

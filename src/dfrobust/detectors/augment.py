@@ -13,6 +13,7 @@ from its own seed, so an epoch does not depend on loader workers.
 
 from __future__ import annotations
 
+import random
 import warnings
 from typing import Sequence
 
@@ -64,5 +65,8 @@ class Augmenter:
     def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:
         if self.compose is None:
             return image
-        self.compose.set_random_seed(int(seed) % 2**32)
+        # set_random_seed would give every transform the same seed (their draws then all fire together):
+        # one generator pair, drawn from in turn, keeps them independent
+        seed = int(seed) % 2**32
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
         return self.compose(image=np.ascontiguousarray(image))["image"]

@@ -2,11 +2,11 @@
 weight loading, and the default way training batches are formed.
 
 A detector is an `nn.Module` built from its resolved config block. It sees
-faces as uint8 NCHW tensors already resized to `input_size` (see
-`resize_crops`, used both for training and for scoring so the two never
-differ), normalises them itself, and defines its own loss and its own
-training data (which faces, how real and fake are balanced, what is made on
-the fly).
+faces as uint8 NCHW tensors at `input_size`, cut from the stored crops by
+its `crop` setting (dfrobust.detectors.crop; the same code for training and
+for scoring, so the two never differ), normalises them itself, and defines
+its own loss and its own training data (which faces, how real and fake are
+balanced, what is made on the fly).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from dfrobust.core.configurable import Configurable
 from dfrobust.core.errors import InputError
 from dfrobust.detectors.augment import Augmenter
+from dfrobust.detectors.crop import FaceCrop, geometry_of
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -88,19 +89,27 @@ def cat_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.T
     return torch.cat(images), torch.cat(labels)
 
 
+def pool_face(pool, j: int, crop: FaceCrop | None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Face j of a pool as the detector sees it, (1, S, S, 3): as stored in the pool, or cut from
+    the stored crop the pool keeps (`pool.geometry`) by `crop`, drawn with `rng` in training."""
+    if getattr(pool, "geometry", None) is None or crop is None:
+        return pool.crops[j : j + 1]
+    return crop.faces(pool.crops[j : j + 1], {k: v[j : j + 1] for k, v in pool.geometry.items()}, rng)
+
+
 class PoolFaces(Dataset):
     """Every face of a pool once, in order (validation)."""
 
     images_per_item = 1
 
-    def __init__(self, pool):
-        self.pool = pool
+    def __init__(self, pool, crop: FaceCrop | None = None):
+        self.pool, self.crop = pool, crop
 
     def __len__(self) -> int:
         return len(self.pool)
 
     def __getitem__(self, i: int):
-        return to_tensor(self.pool.crops[i : i + 1]), torch.tensor([int(self.pool.labels[i])])
+        return to_tensor(pool_face(self.pool, i, self.crop)), torch.tensor([int(self.pool.labels[i])])
 
 
 class BalancedFaces(Dataset):
@@ -116,8 +125,8 @@ class BalancedFaces(Dataset):
 
     images_per_item = 1
 
-    def __init__(self, pool, seed: int, balanced: bool = True, augment: Augmenter | None = None):
-        self.pool, self.seed, self.augment = pool, seed, augment
+    def __init__(self, pool, seed: int, balanced: bool = True, augment: Augmenter | None = None, crop: FaceCrop | None = None):
+        self.pool, self.seed, self.augment, self.crop = pool, seed, augment, crop
         rng = np.random.default_rng(seed)
         labels = np.asarray(pool.labels)
         classes = np.unique(labels)
@@ -137,7 +146,7 @@ class BalancedFaces(Dataset):
 
     def __getitem__(self, i: int):
         j = int(self.order[i])
-        crops = self.pool.crops[j : j + 1]
+        crops = pool_face(self.pool, j, self.crop, np.random.default_rng([self.seed, i]))
         if self.augment:
             crops = self.augment(crops[0], np.random.SeedSequence([self.seed, i]).generate_state(1)[0])[None]
         return to_tensor(crops), torch.tensor([int(self.pool.labels[j])])
@@ -169,6 +178,8 @@ class Detector(Configurable, nn.Module):
         "val_frames_per_video": 32,
         "balanced": True,
         "augment": [],
+        "crop": {"box": "face", "scale": 1.3, "shape": "square", "jitter": None},
+        "selection": "best_val_auc",
     }
     #: schema (or a description) of each setting this class adds; shared ones are in defs.yaml ($defs/detector)
     settings: ClassVar[dict[str, Any]] = {}
@@ -179,6 +190,7 @@ class Detector(Configurable, nn.Module):
         super().__init__()
         self.cfg = cfg
         self.input_size = int(cfg["input_size"])
+        self.face_crop = FaceCrop(cfg.get("crop") or {}, self.input_size, f"detectors.{self.name}.crop")
         self.weights_report = ""
         # mean/std on the 0..255 scale: x_norm = (x - 255 mean) / (255 std)
         self.register_buffer("_mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
@@ -212,14 +224,38 @@ class Detector(Configurable, nn.Module):
         """Labels of the validation faces the method reads."""
         return (0, 1)
 
+    @property
+    def keeps_stored_crops(self) -> bool:
+        """Whether the training pool keeps the stored crops (faces cut per sample) rather than
+        the detector's fixed faces at its input size."""
+        return self.face_crop.per_sample
+
+    def pool_view(self, record, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
+        """What the training pool keeps of faces `index` of a FaceRecord: (crops, landmarks in
+        their pixels, geometry or None). Fixed crops are cut once, at the input size; crops drawn
+        per sample keep the stored crop and its boxes (frame pixels) and frame size."""
+        geometry = geometry_of(record, index)
+        crops, landmarks = np.asarray(record.crops[index]), np.asarray(record.landmarks[index], np.float32)
+        if not self.keeps_stored_crops:
+            return (self.face_crop.faces(crops, geometry),
+                    self.face_crop.landmarks(landmarks, record.crops.shape[1], geometry), None)
+        size = [record.meta.get("width") or 0, record.meta.get("height") or 0]
+        geometry["frames"] = np.tile(np.asarray(size, np.int64), (len(crops), 1))
+        return crops, landmarks, geometry
+
+    def view_faces(self, record) -> np.ndarray:
+        """(n, input_size, input_size, 3) uint8: a FaceRecord's faces as the detector scores them."""
+        return self.face_crop.faces(record.crops, geometry_of(record))
+
     def train_dataset(self, pool, seed: int) -> Dataset:
         """One epoch of training items; `seed` is the epoch's own seed."""
         return BalancedFaces(pool, seed, balanced=bool(self.cfg.get("balanced", True)),
-                             augment=Augmenter(self.cfg.get("augment"), f"detectors.{self.name}.augment"))
+                             augment=Augmenter(self.cfg.get("augment"), f"detectors.{self.name}.augment"),
+                             crop=self.face_crop)
 
     def val_dataset(self, pool, seed: int) -> Dataset:
         """The fixed validation set (same every epoch); `seed` is the run's validation seed."""
-        return PoolFaces(pool)
+        return PoolFaces(pool, self.face_crop)
 
 
 class TimmClassifier(Detector):

@@ -64,10 +64,20 @@ def load_trained(model_dir: str | Path, device: str | None = None) -> Detector:
     return detector.to(pick_device(device)).eval()
 
 
+def predict_records(detector: Detector, records, batch_size: int = 64) -> np.ndarray:
+    """Fake probability (float32) of every face of the given FaceRecords, in order: each face cut
+    from its stored crop by the detector's `crop` (Detector.view_faces), as in training."""
+    faces = [detector.view_faces(r) for r in records if r.n_faces]
+    if not faces:
+        return np.zeros(0, np.float32)
+    return predict_faces(detector, np.concatenate(faces), batch_size)
+
+
 def predict_faces(detector: Detector, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Fake probability (float32, shape (n,)) of each uint8 RGB crop (n, S, S, 3).
 
-    Crops are resized to the detector's input size exactly as in training.
+    Crops are resized to the detector's input size as the whole face (for
+    stored crops a detector cuts differently, use `predict_records`).
     """
     crops = np.asarray(crops)
     if len(crops) == 0:

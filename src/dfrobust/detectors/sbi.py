@@ -1,19 +1,22 @@
 """Self-Blended Images (Shiohara & Yamasaki, CVPR 2022): EfficientNet-B4
 trained on real faces only; each real face in a batch comes with a
-pseudo-fake self-blended from it on the fly (see sbi_blend.py), so a batch
-is half real, half blended.
+pseudo-fake self-blended from it on the fly (sbi_blend.py), so a batch is
+half real, half blended.
 
 Paper settings: input 380, SAM over SGD (lr 1e-3, momentum 0.9, rho 0.05),
 batch 32, 100 epochs, 8 frames per video, learning rate decayed linearly to
-zero over the last quarter. As in the authors' code, the checkpoint is
-chosen on validation reals and their self-blended copies (fixed seed, no
-augmentation): the method never sees a manipulated video, not even for
-model selection (`val_fakes: dataset` uses the split's real fakes instead).
-
-The authors' backbone was efficientnet-pytorch's AdvProp B4 fed [0, 1]
-pixels; here it is timm's `efficientnet_b4` with ImageNet weights and
-normalisation (dropout 0.4 and drop-path 0.2 as that B4 had). timm's
-`tf_efficientnet_b4.ap_in1k` (mean = std = 0.5) is the AdvProp equivalent.
+zero over the last quarter. As the authors' code: the backbone is AdvProp
+EfficientNet-B4 (timm `tf_efficientnet_b4.ap_in1k`, the same TF AdvProp
+weights as their efficientnet-pytorch `advprop=True`, TF "same" padding)
+fed [0, 1] pixels without mean/std (mean 0, std 1 here), dropout 0.4 and
+drop-path 0.2; faces are cut around the RetinaFace box (1.25x each side
+for validation and test, 1.1-1.4x drawn per side in training, not square)
+from the stored crop at the video's resolution; blend masks cover the
+forehead in 75% of the samples; the checkpoint is chosen on validation
+reals and their self-blended copies (fixed seed, no augmentation; the
+method never sees a manipulated video, not even for model selection:
+`val_fakes: dataset` uses the split's real fakes instead), and the weights
+kept are the latest of the five epochs with the best validation AUC.
 """
 
 from __future__ import annotations
@@ -22,56 +25,104 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dfrobust.detectors.base import TimmClassifier, to_tensor
-from dfrobust.detectors.registry import register
-from dfrobust.detectors.sbi_blend import BLEND_RATIOS, augment_pair, hflip, landmarks_usable, self_blend
 from dfrobust.core.errors import InputError
+from dfrobust.detectors.augment import Augmenter
+from dfrobust.detectors.base import TimmClassifier, to_tensor
+from dfrobust.detectors.crop import FaceCrop, geometry_of
+from dfrobust.media.crops import frame_landmarks, pick_boxes
+from dfrobust.detectors.registry import register
+from dfrobust.detectors.sbi_blend import (BLEND_RATIOS, HULLS, StoredFace, Transforms, blend_face, face_for_scoring,
+                                          landmarks_usable)
 
 
 class SelfBlendFaces(Dataset):
     """Real faces, each item a (real, self-blended fake) pair with labels (0, 1).
 
-    Training items are flipped (p=0.5) before blending and augmented after
-    it, in a seeded shuffled order; validation items are neither, in pool
-    order. Item i draws from its own Generator seeded by (seed, i), so the
-    result does not depend on loader workers or on earlier items.
+    The pool keeps the stored crops and their geometry (Detector.pool_view).
+    Training items are flipped, jittered and augmented, in a seeded shuffled
+    order; validation items are none of these, in pool order. Item i draws
+    from its own Generator seeded by (seed, i), so the result does not depend
+    on loader workers or on earlier items. Faces without usable landmarks are
+    left out; so are faces without a RetinaFace box when the crop is around
+    RetinaFace boxes and the shards have them (the authors train only on
+    frames with both).
     """
 
     images_per_item = 2
 
-    def __init__(self, pool, seed: int, train: bool, ratios=BLEND_RATIOS):
+    def __init__(self, pool, seed: int, train: bool, crop: FaceCrop, ratios=BLEND_RATIOS, hull: str = "landmarks",
+                 forehead: float = 0.75, augment: Augmenter | None = None):
+        geometry = getattr(pool, "geometry", None)
+        if geometry is None:
+            raise InputError("sbi: the face pool has no stored crops and boxes to self-blend from")
         size = pool.crops.shape[1]
-        usable = [i for i in range(len(pool))
-                  if int(pool.labels[i]) == 0 and landmarks_usable(pool.landmarks[i], size)]
+        self.notes = []
+        retina = np.isfinite(geometry["retina_boxes"]).all(axis=1)
+        need_retina = crop.spec.box == "retinaface" and retina.any()
+        if crop.spec.box == "retinaface" and not retina.any():
+            self.notes.append("sbi: the shards hold no RetinaFace boxes (faces.retinaface.weights not set): "
+                              "faces are cut around the face detector's boxes")
+        usable = [i for i in range(len(pool)) if int(pool.labels[i]) == 0 and landmarks_usable(pool.landmarks[i], size)
+                  and (retina[i] or not need_retina)]
         if not usable:
             raise InputError("sbi: no real face with usable landmarks to self-blend "
                              f"({len(pool)} faces; landmarks missing or degenerate)")
-        self.pool, self.seed, self.train, self.ratios = pool, seed, train, tuple(ratios)
+        self.pool, self.seed, self.train, self.crop = pool, seed, train, crop
+        self.ratios, self.hull, self.forehead, self.augment = tuple(ratios), hull, float(forehead), augment
+        self.boxes = pick_boxes(crop.spec, geometry["boxes"], geometry["retina_boxes"])
         self.n_unusable = int((np.asarray(pool.labels) == 0).sum()) - len(usable)
         self.order = np.random.default_rng(seed).permutation(usable) if train else np.asarray(usable)
+        self.transforms = Transforms()
 
     def __len__(self) -> int:
         return len(self.order)
 
+    def face(self, j: int) -> StoredFace:
+        g = self.pool.geometry
+        crop_box = np.asarray(g["crop_boxes"][j])
+        landmarks = frame_landmarks(np.asarray(self.pool.landmarks[j : j + 1], np.float64), crop_box[None], self.pool.crops.shape[1])[0]
+        return StoredFace(np.asarray(self.pool.crops[j]), crop_box, landmarks, self.boxes[j], tuple(int(v) for v in g["frames"][j]))
+
     def __getitem__(self, i: int):
         j = int(self.order[i])
         rng = np.random.default_rng([self.seed, i])
-        img, lm = np.asarray(self.pool.crops[j]), np.asarray(self.pool.landmarks[j], np.float32)
-        if self.train and rng.random() < 0.5:
-            img, lm = hflip(img, lm)
-        real, fake, _ = self_blend(img, lm, rng, self.ratios)
-        if self.train:
-            real, fake = augment_pair(real, fake, rng)
+        real, fake = blend_face(self.face(j), rng, self.crop.spec, self.crop.size, self.transforms, self.train,
+                                self.ratios, self.hull, self.forehead)
+        if self.train and self.augment:
+            seed = int(rng.integers(2**32))
+            real, fake = self.augment(real, seed), self.augment(fake, seed)
         return to_tensor(np.stack([real, fake])), torch.tensor([0, 1])
+
+
+class TestLikeFaces(Dataset):
+    """Every face of a pool once, cut as for scoring (validation on the split's real fakes)."""
+
+    images_per_item = 1
+
+    def __init__(self, pool, crop: FaceCrop):
+        self.pool, self.crop = pool, crop
+        g = pool.geometry
+        self.boxes = pick_boxes(crop.spec, g["boxes"], g["retina_boxes"])
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def __getitem__(self, j: int):
+        crop_box = np.asarray(self.pool.geometry["crop_boxes"][j])
+        face = StoredFace(np.asarray(self.pool.crops[j]), crop_box, np.zeros((68, 2)), self.boxes[j])
+        image = face_for_scoring(face, self.crop.spec, self.crop.size)
+        return to_tensor(image[None]), torch.tensor([int(self.pool.labels[j])])
 
 
 @register("sbi")
 class SBI(TimmClassifier):
-    """Self-Blended Images: EfficientNet-B4 trained on real faces and their on-the-fly self-blends, SAM over SGD."""
+    """Self-Blended Images: AdvProp EfficientNet-B4 trained on real faces and their on-the-fly self-blends, SAM over SGD."""
 
     defaults = {
-        "backbone": "efficientnet_b4",
+        "backbone": "tf_efficientnet_b4.ap_in1k",
         "input_size": 380,
+        "mean": [0.0, 0.0, 0.0],
+        "std": [1.0, 1.0, 1.0],
         "drop_rate": 0.4,
         "drop_path_rate": 0.2,
         "optimizer": {"name": "sam", "base": "sgd", "lr": 1.0e-3, "momentum": 0.9, "rho": 0.05},
@@ -80,13 +131,23 @@ class SBI(TimmClassifier):
         "batch_size": 32,
         "frames_per_video": 8,
         "val_frames_per_video": 8,
+        "crop": {"box": "retinaface", "scale": 1.25, "shape": "box", "jitter": [1.1, 1.4]},
+        "selection": "latest_of_top5",
         "blend_ratios": list(BLEND_RATIOS),
+        "forehead": 0.75,
+        "hull": "landmarks",
         "val_fakes": "self_blended",
     }
     settings = {
         "batch_size": {"type": "integer", "minimum": 2, "description": "Images per training step, half real, half self-blended."},
         "blend_ratios": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, "minItems": 1,
                          "description": "Blend ratios drawn uniformly for each self-blended face (repeats weight a value)."},
+        "forehead": {"type": "number", "minimum": 0, "maximum": 1,
+                     "description": "Share of blend masks over the 81 landmarks, forehead included (dfrobust.media.forehead; "
+                                    "the authors' 81-point model in 75% of samples); the rest use the 68."},
+        "hull": {"type": "string", "enum": list(HULLS),
+                 "description": "Initial blend mask: landmarks (their convex hull, SBI's code as shipped) or face_xray "
+                                "(one of Face X-ray's four hulls per sample, the optional library SBI's authors recommend)."},
         "val_fakes": {"type": "string", "enum": ["self_blended", "dataset"],
                       "description": "Fakes for checkpoint selection: self_blended (copies of the validation reals, "
                                      "as SBI's code) or dataset (the split's manipulated videos)."},
@@ -97,10 +158,30 @@ class SBI(TimmClassifier):
     def val_labels(self) -> tuple[int, ...]:
         return (0,) if self.cfg["val_fakes"] == "self_blended" else (0, 1)
 
+    @property
+    def keeps_stored_crops(self) -> bool:
+        return True  # blending works on the stored crop at the video's resolution
+
+    def _dataset(self, pool, seed: int, train: bool) -> SelfBlendFaces:
+        return SelfBlendFaces(pool, seed, train, self.face_crop, self.cfg["blend_ratios"], self.cfg["hull"],
+                              self.cfg["forehead"], Augmenter(self.cfg.get("augment"), f"detectors.{self.name}.augment"))
+
     def train_dataset(self, pool, seed: int) -> Dataset:
-        return SelfBlendFaces(pool, seed, train=True, ratios=self.cfg["blend_ratios"])
+        return self._dataset(pool, seed, train=True)
 
     def val_dataset(self, pool, seed: int) -> Dataset:
         if self.cfg["val_fakes"] == "self_blended":
-            return SelfBlendFaces(pool, seed, train=False, ratios=self.cfg["blend_ratios"])
-        return super().val_dataset(pool, seed)
+            return self._dataset(pool, seed, train=False)
+        return TestLikeFaces(pool, self.face_crop)
+
+    def view_faces(self, record) -> np.ndarray:
+        """Test faces: the fixed crop around each face's RetinaFace box (its face box where none was
+        found), from the stored crop at the video's resolution, as the validation faces."""
+        geometry = geometry_of(record)
+        boxes = pick_boxes(self.face_crop.spec, geometry["boxes"], geometry["retina_boxes"])
+        lms = frame_landmarks(np.asarray(record.landmarks, np.float64), np.asarray(record.crop_boxes), record.crops.shape[1])
+        out = np.empty((record.n_faces, self.input_size, self.input_size, 3), np.uint8)
+        for i in range(record.n_faces):
+            face = StoredFace(np.asarray(record.crops[i]), np.asarray(record.crop_boxes[i]), lms[i], boxes[i])
+            out[i] = face_for_scoring(face, self.face_crop.spec, self.input_size)
+        return out

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from dfrobust.media.detect import HOG_BOX, PYR_DOWN, DlibHogDetector, FaceDetector, HogPyramid, LandmarkPredictor, make_detector
-from dfrobust.media.geometry import largest, square_crop_box
+from dfrobust.media.geometry import largest, square_crop_box, union_box
 
 NEAR_MARGIN = 40  # level pixels searched around the expected detection box, on each side
 NEAR_GUARD = 16  # detections this close to a crop edge inside the level are not trusted (their HOG cells see the edge)
@@ -214,10 +214,18 @@ class FaceFinder:
         return boxes[largest(boxes)]
 
 
-def crop_face(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, crop_scale: float, crop_size: int):
-    """(crop (S,S,3), crop box, landmarks in crop pixels) for one face."""
+def crop_face(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, crop_scale: float, crop_size: int,
+              extra_box: np.ndarray | None = None):
+    """(crop (S,S,3), crop box, landmarks in crop pixels) for one face.
+
+    The crop is the FF++ square of `crop_scale` x the face box, clamped to the
+    frame; with an `extra_box` (the face's RetinaFace box) it is that square
+    around the union of both boxes, so a detector cropping around either finds
+    its margin inside (dfrobust.media.crops sizes `crop_scale` for that).
+    """
     h, w = frame.shape[:2]
-    cbox = square_crop_box(box, crop_scale, w, h)
+    around = box if extra_box is None or not np.isfinite(extra_box).all() else union_box(box, extra_box)
+    cbox = square_crop_box(around, crop_scale, w, h)
     region = frame[cbox[1]:cbox[3], cbox[0]:cbox[2]]
     side = cbox[2] - cbox[0]
     interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
@@ -226,17 +234,21 @@ def crop_face(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, crop_sc
     return crop, cbox.astype(np.int32), lms.astype(np.float32)
 
 
-Face = tuple  # (frame index, box, crop box, landmarks in crop pixels, crop): what a FaceRecord stores per face
+Face = tuple  # (frame index, box, crop box, landmarks in crop pixels, crop, RetinaFace box): what a FaceRecord stores per face
+NO_BOX = np.full(4, np.nan, np.float32)
 
 
-def face_of(frame: np.ndarray, index: int, box: np.ndarray, landmarks: np.ndarray, crop_scale: float, crop_size: int) -> Face:
-    """One face as the shards store it, from its box and landmarks in frame pixels."""
-    crop, cbox, lms = crop_face(frame, box, landmarks, crop_scale, crop_size)
-    return int(index), np.asarray(box, np.float32), cbox, lms, crop
+def face_of(frame: np.ndarray, index: int, box: np.ndarray, landmarks: np.ndarray, crop_scale: float, crop_size: int,
+            extra_box: np.ndarray | None = None) -> Face:
+    """One face as the shards store it, from its boxes and landmarks in frame pixels."""
+    crop, cbox, lms = crop_face(frame, box, landmarks, crop_scale, crop_size, extra_box)
+    extra = NO_BOX if extra_box is None else np.asarray(extra_box, np.float32)
+    return int(index), np.asarray(box, np.float32), cbox, lms, crop, extra
 
 
-def faces_from_frames(frames, indices, finder: FaceFinder, crop_scale: float, crop_size: int) -> list[Face]:
-    """Find, landmark and crop the face of each frame, tracking from the previous face.
+def faces_from_frames(frames, indices, finder: FaceFinder, crop_scale: float, crop_size: int, boxer=None) -> list[Face]:
+    """Find, landmark and crop the face of each frame, tracking from the previous face;
+    `boxer(frame, box, landmarks)` adds each face's RetinaFace box (or None).
 
     Frames without a face are left out (missed); the caller knows which were sampled.
     """
@@ -246,5 +258,7 @@ def faces_from_frames(frames, indices, finder: FaceFinder, crop_scale: float, cr
         if box is None:
             continue
         previous = box
-        faces.append(face_of(frame, index, box, finder.landmarks(frame, box), crop_scale, crop_size))
+        landmarks = finder.landmarks(frame, box)
+        extra = boxer(frame, box, landmarks) if boxer is not None else None
+        faces.append(face_of(frame, index, box, landmarks, crop_scale, crop_size, extra))
     return faces

@@ -23,6 +23,7 @@ import numpy as np
 from dfrobust.core.io import atomic_path, write_json
 
 ARRAYS = ("crops", "frame_indices", "boxes", "crop_boxes", "landmarks", "sampled_indices")
+OPTIONAL = ("retina_boxes",)  # absent in shards written before RetinaFace boxes were stored
 
 
 @dataclass
@@ -38,6 +39,8 @@ class FaceRecord:
     crop_boxes:      (n, 4) int32 square crop [x0, y0, x1, y1) in frame pixels
     landmarks:       (n, 68, 2) float32 (x, y) in crop pixels (after resize)
     sampled_indices: (m,) every frame sampled, found or not (m >= n)
+    retina_boxes:    (n, 4) float32 RetinaFace box of each face, frame pixels; NaN where
+                     none was found or RetinaFace did not run (faces.retinaface)
     """
 
     video_id: str
@@ -50,6 +53,11 @@ class FaceRecord:
     landmarks: np.ndarray
     sampled_indices: np.ndarray
     meta: dict = field(default_factory=dict)
+    retina_boxes: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.retina_boxes is None:
+            self.retina_boxes = np.full((len(self.frame_indices), 4), np.nan, np.float32)
 
     @property
     def n_faces(self) -> int:
@@ -76,16 +84,17 @@ def empty_record(video_id: str, manipulation: str, label: int, crop_size: int, s
 
 def record_from_faces(video_id: str, manipulation: str, label: int, faces: list[tuple], sampled: np.ndarray,
                       crop_size: int) -> FaceRecord:
-    """A record from per-face tuples (frame index, box, crop box, landmarks, crop),
+    """A record from per-face tuples (frame index, box, crop box, landmarks, crop[, RetinaFace box]),
     as the face stage and the test copies collect them; no faces -> empty record."""
     if not faces:
         return empty_record(video_id, manipulation, label, crop_size, sampled)
-    index, boxes, crop_boxes, landmarks, crops = zip(*faces)
+    index, boxes, crop_boxes, landmarks, crops, *extra = zip(*faces)
     return FaceRecord(
         video_id=video_id, manipulation=manipulation, label=label, crops=np.stack(crops),
         frame_indices=np.asarray(index, np.int64), boxes=np.stack(boxes).astype(np.float32),
         crop_boxes=np.stack(crop_boxes), landmarks=np.stack(landmarks),
         sampled_indices=np.asarray(sampled, np.int64),
+        retina_boxes=np.stack(extra[0]).astype(np.float32) if extra else None,
     )
 
 
@@ -100,6 +109,8 @@ def write_shard(npz_path: str | Path, records: list[FaceRecord], videos_meta: li
     for rec in records:
         for name in ARRAYS:
             arrays[f"{rec.video_id}/{name}"] = np.asarray(getattr(rec, name))
+        if np.isfinite(rec.retina_boxes).any():
+            arrays[f"{rec.video_id}/retina_boxes"] = np.asarray(rec.retina_boxes, np.float32)
     with atomic_path(npz_path) as tmp:
         # zlib is lossless; each member is compressed separately so one video
         # decompresses without the others
@@ -131,6 +142,7 @@ class FaceShard:
         meta = self._meta[video_id]
         with np.load(self.path) as data:
             arrays = {name: data[f"{video_id}/{name}"] for name in ARRAYS}
+            arrays.update({name: data[f"{video_id}/{name}"] for name in OPTIONAL if f"{video_id}/{name}" in data.files})
         return FaceRecord(video_id=video_id, manipulation=meta["manipulation"], label=int(meta["label"]), meta=meta, **arrays)
 
     def __iter__(self) -> Iterator[FaceRecord]:

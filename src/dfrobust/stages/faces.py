@@ -3,7 +3,11 @@ summary of all shards.
 
 For every video, N frames are sampled evenly; ffmpeg decodes the video once
 and converts only those frames; the largest face of each is found, given 68
-landmarks and cropped (dfrobust.media.faces).
+landmarks and cropped (dfrobust.media.faces). With RetinaFace weights
+configured (faces.retinaface.weights) each face also gets its RetinaFace box
+from the same decoded frame, and the stored crop holds both boxes' margins,
+so detectors cropping around either (SBI: RetinaFace; Xception, Capsule:
+dlib) read the same shards.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfrobust.core.errors import InputError
+from dfrobust.core.errors import ConfigError, InputError
 from dfrobust.core.runlog import log
 from dfrobust.datasets.ffpp import n_shards
 from dfrobust.media import ffmpeg
+from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, faces_from_frames
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
@@ -38,7 +43,17 @@ def shard_rows(index_csv: str | Path, quality: str, split: str, shard: int, plan
     return rows[shard::count]
 
 
-def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, exe: str) -> tuple[FaceRecord, dict]:
+def stored_crop(cfg: dict) -> tuple[float, int]:
+    """(crop_scale, crop_size) of the faces block; the workflow computes them from the detectors
+    (dfrobust.media.crops.resolve_faces) when the config leaves them out."""
+    scale, size = cfg.get("crop_scale"), cfg.get("crop_size")
+    if scale is None or size is None:
+        raise ConfigError("faces.crop_scale / faces.crop_size are not set: the workflow computes them from the "
+                          "configured detectors (dfrobust.media.crops.resolve_faces); set both to run the face stage alone")
+    return float(scale), int(size)
+
+
+def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, exe: str, boxer=None) -> tuple[FaceRecord, dict]:
     """Faces of one video and its summary fields. Raises InputError for an unreadable video."""
     start = time.perf_counter()
     path = video["path"]
@@ -47,8 +62,9 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, ex
     info = ffmpeg.probe(path, exe)
     indices = ffmpeg.even_sample(info.n_frames, n_samples)
     frames = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=cfg.get("threads", 1))
-    faces = faces_from_frames(frames, indices, finder, cfg["crop_scale"], cfg["crop_size"])
-    record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), faces, indices, cfg["crop_size"])
+    scale, size = stored_crop(cfg)
+    faces = faces_from_frames(frames, indices, finder, scale, size, boxer)
+    record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), faces, indices, size)
     fields = {"path": str(path), "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,
               "seconds": round(time.perf_counter() - start, 3)}
     return record, fields
@@ -59,10 +75,12 @@ def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print
 
     `videos` rows have video_id, manipulation, label, path (and exists).
     """
+    stored_crop(cfg)
     finder = FaceFinder.from_config(cfg)
+    boxer = make_box_finder(cfg, finder.detector)
     n_samples = cfg["frames"][split]
     videos = [{**v, "label": int(v["label"])} for v in videos]
-    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe)},
+    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe, boxer)},
                           cfg.get("min_faces", 1), log, desc=f"faces {split}", progress=progress)
     return done[split]
 

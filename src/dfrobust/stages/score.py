@@ -31,14 +31,14 @@ def score_faces(detector, shard_paths: list[str | Path], batch_size: int = 64) -
     """
     import numpy as np
 
-    from dfrobust.detectors.inference import predict_faces
+    from dfrobust.detectors.inference import predict_records
 
     parts = []
     for path in shard_paths:
         records = [r for r in iter_faces([path]) if r.n_faces]
         if not records:
             continue
-        scores = predict_faces(detector, np.concatenate([r.crops for r in records]), batch_size=batch_size)
+        scores = predict_records(detector, records, batch_size=batch_size)
         counts = [r.n_faces for r in records]
         parts.append(pd.DataFrame({
             "video_id": np.repeat([r.video_id for r in records], counts),

@@ -1,6 +1,7 @@
 """Training and validation faces: a fixed number of frames per video, read
-once from the face shards, resized to the detector's input size and kept in
-a memory-mapped file.
+once from the face shards, cut to the detector's face at its input size (or,
+for a detector that cuts its faces per sample, kept as stored with their
+boxes) and kept in a memory-mapped file.
 
 FF++ at the paper's settings is ~360k training faces (~100 GB at 299 px),
 too much for memory but cheap to page from local disk; the demo's few
@@ -35,11 +36,13 @@ def pick_frames(n: int, k: int) -> np.ndarray:
 class FacePool:
     """Faces of many videos, one row per face.
 
-    crops:       (N, S, S, 3) uint8 RGB at the detector's input size (memory-mapped)
-    landmarks:   (N, 68, 2) float32, pixels of the resized crop
+    crops:       (N, S, S, 3) uint8 RGB at the detector's input size, or the stored crops (memory-mapped)
+    landmarks:   (N, 68, 2) float32, pixels of those crops
     labels:      (N,) int64, 0 real / 1 fake
     video_index: (N,) row of `videos` each face comes from
     videos:      one dict per video: video_id, manipulation, label, n_faces
+    geometry:    with stored crops, per face (frame pixels): crop_boxes, boxes, retina_boxes (N, 4),
+                 frames (N, 2) width and height (0: unknown); None otherwise
     """
 
     crops: np.ndarray
@@ -47,6 +50,7 @@ class FacePool:
     labels: np.ndarray
     video_index: np.ndarray
     videos: list[dict] = field(default_factory=list)
+    geometry: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -67,13 +71,15 @@ class FacePool:
 
 def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, labels: Sequence[int],
                workdir: str | Path, name: str, log: Callable[[str], None] = print,
-               manipulations: Sequence[str] | None = None) -> FacePool:
+               manipulations: Sequence[str] | None = None, view: Callable | None = None) -> FacePool:
     """Read `frames_per_video` faces of every video with one of `labels` from `shards`.
 
     Each video is decompressed once; videos of other labels are not read
     (SBI trains on reals only), nor fakes of manipulations not in
-    `manipulations` (None: all). Fails with the shard names when no face
-    is left.
+    `manipulations` (None: all). `view(record, index) -> (crops, landmarks,
+    geometry or None)` is what the pool keeps of a video's faces
+    (Detector.pool_view: crops of side `size`); None: the stored crops
+    resized to `size`. Fails with the shard names when no face is left.
     """
     shards = [Path(s) for s in shards]
     if not shards:
@@ -86,16 +92,24 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
               and (manipulations is None or int(shard.meta(v)["label"]) == 0 or shard.meta(v)["manipulation"] in manipulations)]
     _check_space(Path(workdir), len(wanted) * frames_per_video * size * size * 3, name)
     raw = Path(workdir) / f"{name}.u8"
-    landmarks, labels_out, video_index, videos = [], [], [], []
+    landmarks, labels_out, video_index, videos, geometry = [], [], [], [], []
     with open(raw, "wb") as fh:
         for shard, video_id in wanted:
             rec = shard.read(video_id)
             if rec.n_faces == 0:
                 continue
             idx = pick_frames(rec.n_faces, frames_per_video)
-            scale = size / rec.crops.shape[1]
-            fh.write(np.ascontiguousarray(resize_crops(rec.crops[idx], size)).tobytes())
-            landmarks.append(rec.landmarks[idx].astype(np.float32) * scale)
+            if view is None:
+                crops, lms, geo = resize_crops(rec.crops[idx], size), rec.landmarks[idx] * (size / rec.crops.shape[1]), None
+            else:
+                crops, lms, geo = view(rec, idx)
+            if crops.shape[1:] != (size, size, 3):
+                raise InputError(f"{shard.path}: {video_id} has {crops.shape[1]} px faces, the pool {size} px "
+                                 "(shards written with different faces.crop_size?)")
+            fh.write(np.ascontiguousarray(crops).tobytes())
+            landmarks.append(np.asarray(lms, np.float32))
+            if geo is not None:
+                geometry.append(geo)
             labels_out.append(np.full(len(idx), rec.label, np.int64))
             video_index.append(np.full(len(idx), len(videos), np.int64))
             videos.append({"video_id": rec.video_id, "manipulation": rec.manipulation,
@@ -107,11 +121,21 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
         crops=np.memmap(raw, dtype=np.uint8, mode="r", shape=(n, size, size, 3)),
         landmarks=np.concatenate(landmarks), labels=np.concatenate(labels_out),
         video_index=np.concatenate(video_index), videos=videos,
+        geometry={k: np.concatenate([g[k] for g in geometry]) for k in geometry[0]} if geometry else None,
     )
     s = pool.summary()
     log(f"{name}: {s['faces']} faces ({s['real_faces']} real, {s['fake_faces']} fake) "
         f"from {s['videos']} videos at {size}px")
     return pool
+
+
+def stored_size(shards: Sequence[str | Path]) -> int:
+    """Side of the stored crops of face shards (the first video's)."""
+    for path in shards:
+        shard = FaceShard(path)
+        if shard.video_ids:
+            return int(shard.read(shard.video_ids[0]).crops.shape[1])
+    raise InputError(f"no faces in {', '.join(map(str, shards))}")
 
 
 def _check_space(workdir: Path, needed: int, name: str) -> None:

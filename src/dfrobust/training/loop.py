@@ -3,7 +3,8 @@
     train("xception", cfg, train_shards, val_shards, "results/models/xception/c23", seed)
 
 writes to out_dir, each file atomically:
-    weights.pt     the model of the epoch with the best validation AUC
+    weights.pt     the model of the epoch the detector's `selection` rule keeps: the best
+                   validation AUC, or the latest of the five best (SBI's code)
     hparams.json   resolved hyper-parameters, seed, device, library versions, data counts
     log.csv        one row per epoch (rewritten after every epoch)
     curve.png      losses and validation AUC per epoch
@@ -39,7 +40,7 @@ from dfrobust.core.errors import InputError
 from dfrobust.core.io import write_json
 from dfrobust.core.seeding import derive_seed, seed_everything
 from dfrobust.training.checkpoint import fingerprint, load_checkpoint, restore, save_checkpoint
-from dfrobust.training.data import build_pool
+from dfrobust.training.data import build_pool, stored_size
 from dfrobust.training.logbook import plot_curve, write_log
 from dfrobust.training.optim import build_optimizer, build_scheduler
 from dfrobust.training.procedures import TrainingDiverged, build_procedure
@@ -53,6 +54,25 @@ def train_step(detector: Detector, optimizer: torch.optim.Optimizer, images: tor
                labels: torch.Tensor, where: str = "") -> float:
     """One plain optimiser step on a batch of uint8 faces; returns the batch loss."""
     return Plain({}, detector).step(optimizer, images, labels, where)
+
+
+def selects(rule: str, aucs: Sequence[float], best_auc: float) -> bool:
+    """Whether the epoch just validated (the last of `aucs`, one per epoch so far) becomes the kept model.
+
+    best_val_auc: its AUC beats every earlier one. latest_of_top5: it enters the five best
+    checkpoints as SBI's code keeps them (the first five epochs, then any epoch whose AUC is
+    at least the lowest of the five kept, which it replaces); the latest epoch to enter is
+    the latest of the final five, the one the authors evaluate.
+    """
+    if rule == "latest_of_top5":
+        kept: list[float] = []
+        for auc in aucs[:-1]:
+            if len(kept) < 5:
+                kept.append(auc)
+            elif auc >= min(kept):
+                kept[kept.index(min(kept))] = auc
+        return len(kept) < 5 or aucs[-1] >= min(kept)
+    return aucs[-1] > best_auc
 
 
 def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
@@ -114,18 +134,23 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
         log(f"{method}: {why}")
 
     with tempfile.TemporaryDirectory(prefix="dfrobust-train-") as tmp:
-        size = detector.input_size
-        train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), size, detector.train_labels, tmp, "train", log,
-                                manipulations)
-        val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), size, detector.val_labels, tmp, "val", log,
-                              manipulations)
+        def side(shards):  # the pool keeps the detector's faces, or the stored crops it cuts them from per sample
+            return stored_size(shards) if detector.keeps_stored_crops else detector.input_size
+
+        train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), side(train_shards), detector.train_labels, tmp,
+                                "train", log, manipulations, view=detector.pool_view)
+        val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), side(val_shards), detector.val_labels, tmp,
+                              "val", log, manipulations, view=detector.pool_view)
         if len(detector.val_labels) > 1 and len(np.unique(val_pool.labels)) < 2:
             raise InputError(f"validation faces have one class only ({', '.join(map(str, val_shards))}): no AUC to select on")
         val_ds = detector.val_dataset(val_pool, derive_seed(seed, "val"))
         val_loader = DataLoader(val_ds, batch_size=max(1, batch // val_ds.images_per_item), shuffle=False, **loader_kw)
-        unusable = getattr(detector.train_dataset(train_pool, seed), "n_unusable", 0)
+        first = detector.train_dataset(train_pool, seed)
+        for note in getattr(first, "notes", ()):
+            log(note)
+        unusable = getattr(first, "n_unusable", 0)
         if unusable:
-            log(f"{method}: {unusable} training faces without usable landmarks are left out")
+            log(f"{method}: {unusable} training faces without usable landmarks (or RetinaFace box) are left out")
 
         start, best, rows = 0, {"epoch": 0, "val_auc": -math.inf, "state_dict": None}, []
         if blob is not None:
@@ -137,7 +162,7 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
                              loader_kw, log)
             row["resumed"] = int(epoch == start + 1 and start > 0)
             rows.append(row)
-            if row["val_auc"] > best["val_auc"]:
+            if selects(resolved["selection"], [r["val_auc"] for r in rows], best["val_auc"]):
                 best = {"epoch": epoch, "val_auc": row["val_auc"],
                         "state_dict": {k: v.detach().cpu().clone() for k, v in detector.state_dict().items()}}
             save_checkpoint(out_dir / "checkpoint.pt", fingerprint=fp, epoch=epoch, model=detector,
@@ -152,8 +177,8 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
     save_weights(out_dir / "weights.pt", detector, best["state_dict"], best["epoch"], best["val_auc"])
     write_log(out_dir / "log.csv", rows)
     plot_curve(out_dir / "curve.png", rows, best["epoch"], f"{method} ({out_dir.name})")
-    summary = {"selected_epoch": best["epoch"], "best_val_auc": best["val_auc"], "epochs": epochs,
-               "resumed_after": resumed_after}
+    summary = {"selected_epoch": best["epoch"], "best_val_auc": best["val_auc"], "selection": resolved["selection"],
+               "epochs": epochs, "resumed_after": resumed_after}
     summary["procedure"] = {"name": steps.name, **steps.cfg}
     write_json(out_dir / "hparams.json", _hparams(method, resolved, seed, dev, num_workers, train_shards, val_shards, summaries, summary))
     log(f"{method}: selected epoch {best['epoch']} (validation AUC {best['val_auc']:.4f}) -> {out_dir / 'weights.pt'}")

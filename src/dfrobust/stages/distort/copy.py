@@ -21,6 +21,7 @@ from dfrobust.core.errors import InputError
 from dfrobust.core.runlog import log as default_log
 from dfrobust.media import ffmpeg
 from dfrobust.media.distortion import distort_video
+from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, face_of
 from dfrobust.media.operations import Operation, Transform, geometry
 from dfrobust.media.store import FaceRecord, FaceShard, record_from_faces, write_shard
@@ -33,15 +34,15 @@ SUMMARY_COLUMNS = ("dataset", "quality", "operation", "category", "sweep", "leve
 class CopyFaces:
     """The faces of one video under one operation, collected as frames arrive.
 
-    reuse:    the clean boxes and landmarks carried through the operation's
-              geometry (the detector is judged on the same face regions);
-    redetect: the face finder runs again on the processed frames.
+    reuse:    the clean boxes (RetinaFace's too) and landmarks carried through the
+              operation's geometry (the detector is judged on the same face regions);
+    redetect: the face finder (and `boxer`, RetinaFace's boxes) runs again on the processed frames.
     """
 
     def __init__(self, clean: FaceRecord, op: Operation, cfg: dict, transform: Transform | None = None,
-                 finder: FaceFinder | None = None, lock: threading.Lock | None = None):
+                 finder: FaceFinder | None = None, lock: threading.Lock | None = None, boxer=None):
         self.clean, self.op, self.cfg = clean, op, cfg
-        self.finder, self.lock = finder, lock or threading.Lock()
+        self.finder, self.lock, self.boxer = finder, lock or threading.Lock(), boxer
         self.found: list[tuple] = []
         self.previous = None
         self.size = None
@@ -49,7 +50,8 @@ class CopyFaces:
         if op.faces == "reuse":
             landmarks = clean.landmarks_in_frame()
             for k, index in enumerate(clean.frame_indices):
-                self.carried[int(index)] = (transform.box(clean.boxes[k]), transform.points(landmarks[k]))
+                self.carried[int(index)] = (transform.box(clean.boxes[k]), transform.points(landmarks[k]),
+                                            transform.box(clean.retina_boxes[k]))
 
     def indices(self) -> list[int]:
         """Frames to decode: those with a clean face (reuse) or all sampled (redetect)."""
@@ -59,15 +61,16 @@ class CopyFaces:
     def __call__(self, index: int, frame: np.ndarray) -> None:
         self.size = frame.shape[:2]
         if self.op.faces == "reuse":
-            box, landmarks = self.carried[int(index)]
+            box, landmarks, retina = self.carried[int(index)]
         else:
             with self.lock:  # one dlib detector shared by the reader threads
                 box = self.finder.find(frame, self.previous)
                 if box is None:
                     return
                 landmarks = self.finder.landmarks(frame, box)
+                retina = self.boxer(frame, box, landmarks) if self.boxer is not None else None
             self.previous = box
-        self.found.append(face_of(frame, index, box, landmarks, self.cfg["crop_scale"], self.cfg["crop_size"]))
+        self.found.append(face_of(frame, index, box, landmarks, self.cfg["crop_scale"], self.cfg["crop_size"], retina))
 
     def record(self) -> FaceRecord:
         return record_from_faces(self.clean.video_id, self.clean.manipulation, self.clean.label, self.found,
@@ -119,6 +122,7 @@ def distort_shard(
                          f"expected the clean faces of a test split")
     paths = base_videos(index_csv, clean.summary["quality"])
     finder = FaceFinder.from_config(cfg) if any(op.faces == "redetect" for op in ops) else None
+    boxer = make_box_finder(cfg, finder.detector) if finder is not None else None
     lock = threading.Lock()
     keep_dirs = {op.name: Path(folder) for op, folder in zip(ops, videos_dirs) if op.keep_videos}
     log(f"{clean_npz}: {len(clean.summary['videos'])} videos x {len(ops)} operation(s) "
@@ -135,7 +139,7 @@ def distort_shard(
         collectors = {}
         for op in ops:
             transform = geometry(op, width, height, exe) if op.faces == "reuse" else None
-            collectors[op.name] = CopyFaces(record, op, cfg, transform, finder, lock)
+            collectors[op.name] = CopyFaces(record, op, cfg, transform, finder, lock, boxer)
         keep = {name: folder / f"{video['video_id']}.mp4" for name, folder in keep_dirs.items()}
         distort_video(video["path"], ops, {n: c.indices() for n, c in collectors.items()}, width, height, exe,
                       threads=cfg.get("threads", 1), sinks=collectors, keep=keep)
