@@ -46,6 +46,15 @@ def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def pick_frames(n: int, k: int) -> np.ndarray:
+    """k indices spread evenly over n faces (all of them when k >= n)."""
+    if k >= n:
+        return np.arange(n)
+    if k == 1:
+        return np.array([n // 2])
+    return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
+
+
 def to_tensor(crops: np.ndarray) -> torch.Tensor:
     """uint8 NHWC numpy -> uint8 NCHW tensor (a copy: crops may be a read-only memory map)."""
     return torch.from_numpy(np.array(crops, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
@@ -158,8 +167,9 @@ class Detector(Configurable, nn.Module):
     Subclasses set `defaults` (the paper's settings; the config block
     overrides them) and implement `forward`, `loss` and `proba`. The split
     keeps the interface open for models that are not plain classifiers
-    (capsules today, sequence models later): the training loop only calls
-    `preprocess`, `forward`, `loss`, `proba` and the two dataset hooks.
+    (capsules, the two-branch sequence model): the training loop only calls
+    `preprocess`, `forward`, `loss`, `proba`, the data hooks (`pool_rows`,
+    `train_dataset`, `val_dataset`) and `prepare`; scoring calls `score_records`.
     """
 
     name: ClassVar[str] = ""
@@ -215,10 +225,35 @@ class Detector(Configurable, nn.Module):
         """Fake probability per face of a normalised batch (no_grad is the caller's)."""
         return self.proba(self(x))
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
+    def trainable_parameters(self) -> list:
+        """What the optimiser updates: parameters, or param groups (dicts with their own "lr")."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def prepare(self, train_pool) -> None:
+        """Called once before the first epoch of a fresh run (not on resume), with the
+        initial weights: a loss that needs statistics of the training data (a
+        hypersphere centre) computes them here into buffers, which checkpoints keep."""
+
+    def score_records(self, records: list, window_length: int, batch_size: int, log=print) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Scored rows of each video's faces: (frame_index, score) arrays per record.
+
+        Default: one row per face. A sequence model scores windows instead
+        (`window_length`: the shard's faces.windows.length, 0 for single
+        frames), one row per window. Faces of all records go through the
+        network together, so batches are full.
+        """
+        from dfrobust.detectors.inference import predict_records
+
+        scores = predict_records(self, records, batch_size=batch_size)  # each face as the detector's `crop` cuts it
+        split = np.cumsum([r.n_faces for r in records])[:-1]
+        return [(r.frame_indices, s) for r, s in zip(records, np.split(scores, split))]
+
     # -- data --------------------------------------------------------------
+    def pool_rows(self, record, window_length: int, k: int) -> np.ndarray:
+        """Rows of a video's faces the training (validation) pool keeps, given
+        frames_per_video (val_frames_per_video) `k`: k faces spread evenly."""
+        return pick_frames(record.n_faces, k)
+
     @property
     def val_labels(self) -> tuple[int, ...]:
         """Labels of the validation faces the method reads."""

@@ -1,7 +1,8 @@
 """The face stage (rules/faces.smk): the faces of one shard of videos, and the
 summary of all shards.
 
-For every video, N frames are sampled evenly; ffmpeg decodes the video once
+For every video, N frames are sampled evenly (or, with faces.windows, windows
+of consecutive frames: dfrobust.media.windows); ffmpeg decodes the video once
 and converts only those frames; the largest face of each is found, given 68
 landmarks and cropped (dfrobust.media.faces). With RetinaFace weights
 configured (faces.retinaface.weights) each face also gets its RetinaFace box
@@ -20,7 +21,7 @@ import pandas as pd
 from dfrobust.core.errors import ConfigError, InputError
 from dfrobust.core.runlog import log
 from dfrobust.datasets.ffpp import n_shards
-from dfrobust.media import ffmpeg
+from dfrobust.media import ffmpeg, windows
 from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, faces_from_frames
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
@@ -53,20 +54,31 @@ def stored_crop(cfg: dict) -> tuple[float, int]:
     return float(scale), int(size)
 
 
-def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, exe: str, boxer=None) -> tuple[FaceRecord, dict]:
-    """Faces of one video and its summary fields. Raises InputError for an unreadable video."""
+def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, exe: str, boxer=None,
+                  window: tuple[int, int] | None = None) -> tuple[FaceRecord, dict]:
+    """Faces of one video and its summary fields. Raises InputError for an unreadable video.
+
+    boxer: the second face detector whose boxes are stored too (SBI's RetinaFace), or None.
+    window: (length, step) to sample windows holding at least n_samples frames
+    (field n_windows: 0 for a video shorter than one window); None: single frames.
+    """
     start = time.perf_counter()
     path = video["path"]
     if not video.get("exists", True) and not Path(path).is_file():
         raise InputError(f"{path}: video file does not exist")
     info = ffmpeg.probe(path, exe)
-    indices = ffmpeg.even_sample(info.n_frames, n_samples)
+    if window:
+        indices = windows.sample_windows(info.n_frames, windows.window_count(n_samples, window[0]), *window)
+    else:
+        indices = ffmpeg.even_sample(info.n_frames, n_samples)
     frames = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=cfg.get("threads", 1))
     scale, size = stored_crop(cfg)
     faces = faces_from_frames(frames, indices, finder, scale, size, boxer)
     record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), faces, indices, size)
     fields = {"path": str(path), "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,
               "seconds": round(time.perf_counter() - start, 3)}
+    if window:
+        fields["n_windows"] = len(indices) // window[0]
     return record, fields
 
 
@@ -79,9 +91,15 @@ def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print
     finder = FaceFinder.from_config(cfg)
     boxer = make_box_finder(cfg, finder.detector)
     n_samples = cfg["frames"][split]
+    window = windows.settings(cfg, split)
     videos = [{**v, "label": int(v["label"])} for v in videos]
-    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe, boxer)},
+    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe, boxer, window)},
                           cfg.get("min_faces", 1), log, desc=f"faces {split}", progress=progress)
+    if window:
+        for row in done[split][1]:
+            if row.get("n_windows") == 0:
+                log(f"SHORT {row['video_id']}: {row['n_frames']} frames, shorter than one window of {window[0]} frames "
+                    f"{window[1]} apart ({windows.span(*window)} frames); kept as one short window of {row['n_sampled']}")
     return done[split]
 
 

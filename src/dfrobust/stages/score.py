@@ -17,35 +17,36 @@ from dfrobust.core import provenance
 from dfrobust.core.errors import InputError
 from dfrobust.core.io import atomic_path, write_json
 from dfrobust.evaluation.metrics import compute_metrics, read_scores
-from dfrobust.media.store import iter_faces
+from dfrobust.media.store import FaceShard
+from dfrobust.media.windows import stored_length
 from dfrobust.core.runlog import log
 
 COLUMNS = ["video_id", "manipulation", "label", "frame_index", "score"]
 
 
 def score_faces(detector, shard_paths: list[str | Path], batch_size: int = 64) -> pd.DataFrame:
-    """Fake probability of every stored face of the given shards.
+    """Fake probability of every stored face of the given shards (one row per
+    face; a sequence detector: one row per window, frame_index = its first frame).
 
     Faces of a whole shard go through the network together, so batches are
     full (a video has only ~32 faces; per-video batches would starve a GPU).
     """
     import numpy as np
 
-    from dfrobust.detectors.inference import predict_records
-
     parts = []
     for path in shard_paths:
-        records = [r for r in iter_faces([path]) if r.n_faces]
+        shard = FaceShard(path)
+        records = [r for r in shard if r.n_faces]
         if not records:
             continue
-        scores = predict_records(detector, records, batch_size=batch_size)
-        counts = [r.n_faces for r in records]
+        scored = detector.score_records(records, stored_length(shard.summary), batch_size, log)
+        counts = [len(frames) for frames, _ in scored]
         parts.append(pd.DataFrame({
             "video_id": np.repeat([r.video_id for r in records], counts),
             "manipulation": np.repeat([r.manipulation for r in records], counts),
             "label": np.repeat([r.label for r in records], counts),
-            "frame_index": np.concatenate([r.frame_indices for r in records]),
-            "score": scores,
+            "frame_index": np.concatenate([frames for frames, _ in scored]),
+            "score": np.concatenate([scores for _, scores in scored]),
         }))
     if not parts:
         raise InputError(f"{', '.join(map(str, shard_paths))}: no faces to score")

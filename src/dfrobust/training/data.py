@@ -18,18 +18,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dfrobust.detectors.base import resize_crops
+from dfrobust.detectors.base import pick_frames, resize_crops  # noqa: F401 (pick_frames: the default pick)
 from dfrobust.core.errors import InputError
 from dfrobust.media.store import FaceShard
-
-
-def pick_frames(n: int, k: int) -> np.ndarray:
-    """k indices spread evenly over n faces (all of them when k >= n)."""
-    if k >= n:
-        return np.arange(n)
-    if k == 1:
-        return np.array([n // 2])
-    return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
+from dfrobust.media.windows import stored_length
 
 
 @dataclass
@@ -71,15 +63,19 @@ class FacePool:
 
 def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, labels: Sequence[int],
                workdir: str | Path, name: str, log: Callable[[str], None] = print,
-               manipulations: Sequence[str] | None = None, view: Callable | None = None) -> FacePool:
+               manipulations: Sequence[str] | None = None, view: Callable | None = None,
+               pick: Callable | None = None) -> FacePool:
     """Read `frames_per_video` faces of every video with one of `labels` from `shards`.
 
     Each video is decompressed once; videos of other labels are not read
     (SBI trains on reals only), nor fakes of manipulations not in
-    `manipulations` (None: all). `view(record, index) -> (crops, landmarks,
-    geometry or None)` is what the pool keeps of a video's faces
-    (Detector.pool_view: crops of side `size`); None: the stored crops
-    resized to `size`. Fails with the shard names when no face is left.
+    `manipulations` (None: all). `pick(record, window_length, k)` gives the
+    rows kept of a video (the detector's `pool_rows`; default: k spread
+    evenly); a video it keeps nothing of is left out and reported.
+    `view(record, index) -> (crops, landmarks, geometry or None)` is what the
+    pool keeps of those faces (Detector.pool_view: crops of side `size`);
+    None: the stored crops resized to `size`. Fails with the shard names when
+    no face is left.
     """
     shards = [Path(s) for s in shards]
     if not shards:
@@ -92,13 +88,16 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
               and (manipulations is None or int(shard.meta(v)["label"]) == 0 or shard.meta(v)["manipulation"] in manipulations)]
     _check_space(Path(workdir), len(wanted) * frames_per_video * size * size * 3, name)
     raw = Path(workdir) / f"{name}.u8"
-    landmarks, labels_out, video_index, videos, geometry = [], [], [], [], []
+    landmarks, labels_out, video_index, videos, geometry, left_out = [], [], [], [], [], []
     with open(raw, "wb") as fh:
         for shard, video_id in wanted:
             rec = shard.read(video_id)
             if rec.n_faces == 0:
                 continue
-            idx = pick_frames(rec.n_faces, frames_per_video)
+            idx = pick(rec, stored_length(shard.summary), frames_per_video) if pick else pick_frames(rec.n_faces, frames_per_video)
+            if len(idx) == 0:
+                left_out.append(video_id)
+                continue
             if view is None:
                 crops, lms, geo = resize_crops(rec.crops[idx], size), rec.landmarks[idx] * (size / rec.crops.shape[1]), None
             else:
@@ -114,6 +113,9 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
             video_index.append(np.full(len(idx), len(videos), np.int64))
             videos.append({"video_id": rec.video_id, "manipulation": rec.manipulation,
                            "label": rec.label, "n_faces": int(len(idx)), "shard": str(shard.path)})
+    if left_out:
+        log(f"{name}: {len(left_out)} video(s) left out, none of their faces kept by the detector (a sequence detector: no complete window): {', '.join(left_out[:5])}"
+            + (" ..." if len(left_out) > 5 else ""))
     if not videos:
         raise InputError(f"{name}: no faces with label(s) {list(labels)} in {', '.join(map(str, shards))}")
     n = int(sum(len(x) for x in labels_out))

@@ -42,7 +42,7 @@ from dfrobust.core.seeding import derive_seed, seed_everything
 from dfrobust.training.checkpoint import fingerprint, load_checkpoint, restore, save_checkpoint
 from dfrobust.training.data import build_pool, stored_size
 from dfrobust.training.logbook import plot_curve, write_log
-from dfrobust.training.optim import build_optimizer, build_scheduler
+from dfrobust.training.optim import build_optimizer, build_scheduler, steps_on_val_loss
 from dfrobust.training.procedures import TrainingDiverged, build_procedure
 from dfrobust.training.procedures.base import Plain
 
@@ -138,9 +138,9 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
             return stored_size(shards) if detector.keeps_stored_crops else detector.input_size
 
         train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), side(train_shards), detector.train_labels, tmp,
-                                "train", log, manipulations, view=detector.pool_view)
+                                "train", log, manipulations, view=detector.pool_view, pick=detector.pool_rows)
         val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), side(val_shards), detector.val_labels, tmp,
-                              "val", log, manipulations, view=detector.pool_view)
+                              "val", log, manipulations, view=detector.pool_view, pick=detector.pool_rows)
         if len(detector.val_labels) > 1 and len(np.unique(val_pool.labels)) < 2:
             raise InputError(f"validation faces have one class only ({', '.join(map(str, val_shards))}): no AUC to select on")
         val_ds = detector.val_dataset(val_pool, derive_seed(seed, "val"))
@@ -157,6 +157,8 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
             restore(blob, detector, optimizer, scheduler)
             steps.load_state_dict(blob["procedure"])
             start, best, rows = blob["epoch"], blob["best"], blob["rows"]
+        else:
+            detector.prepare(train_pool)
         for epoch in range(start + 1, epochs + 1):
             row = _run_epoch(detector, steps, optimizer, scheduler, train_pool, val_loader, epoch, epochs, seed, batch,
                              loader_kw, log)
@@ -204,10 +206,13 @@ def _run_epoch(detector, steps, optimizer, scheduler, pool, val_loader, epoch, e
             log(f"{detector.name} epoch {epoch}/{epochs}: step {step}/{len(loader)}, "
                 f"loss {np.mean(losses[-50:]):.4f}, {n_images / (last_report - t0):.1f} img/s")
     train_seconds = time.perf_counter() - t0
-    scheduler.step()
+    if not steps_on_val_loss(scheduler):
+        scheduler.step()
     val_loss, probs, labels = evaluate(detector, val_loader)
     if not np.isfinite(probs).all() or not math.isfinite(val_loss):
         raise TrainingDiverged(f"{detector.name}: non-finite validation output after epoch {epoch}")
+    if steps_on_val_loss(scheduler):
+        scheduler.step(val_loss)
     return {
         "epoch": epoch,
         "train_loss": float(np.mean(losses)),

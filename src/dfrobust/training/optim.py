@@ -50,12 +50,32 @@ class Constant:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int, where: str = "lr_schedule"):
-    """A per-epoch LambdaLR: constant | linear_decay."""
+    """A per-epoch LambdaLR: constant | linear_decay; or plateau (stepped with the validation loss)."""
     name = cfg["name"]
+    if name == "plateau":
+        return plateau(optimizer, cfg, where)
     if name == "constant":
         factor = Constant()
     elif name == "linear_decay":
         factor = LinearDecay(epochs, cfg["decay_start"])
     else:
-        raise InputError(f"config key '{where}.name': expected constant or linear_decay, got {name!r}")
+        raise InputError(f"config key '{where}.name': expected constant, linear_decay or plateau, got {name!r}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def plateau(optimizer: torch.optim.Optimizer, cfg: dict, where: str = "lr_schedule"):
+    """Every group's lr x `factor` when the validation loss has not improved for
+    more than `patience` epochs, at most `max_reductions` times (a floor at
+    lr x factor^max_reductions per group; eps 0 so small group lrs still drop)."""
+    missing = [k for k in ("factor", "patience", "max_reductions") if k not in cfg]
+    if missing:
+        raise InputError(f"config key '{where}': the plateau schedule needs {', '.join(missing)}")
+    factor = float(cfg["factor"])
+    floors = [group["lr"] * factor ** int(cfg["max_reductions"]) for group in optimizer.param_groups]
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=int(cfg["patience"]),
+                                                      min_lr=floors, eps=0.0)
+
+
+def steps_on_val_loss(scheduler) -> bool:
+    """The loop steps this scheduler after validation, with the validation loss."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)

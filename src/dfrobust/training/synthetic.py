@@ -93,8 +93,10 @@ def synthetic_videos(n_real: int, fakes_per_real: int = 1, frames: int = 4, size
     return records
 
 
-def write_synthetic_shards(out_dir: str | Path, records: list[FaceRecord], per_shard: int = 8, split: str = "train") -> list[Path]:
-    """Write records as face shards shard_000.npz, ... ; returns the .npz paths."""
+def write_synthetic_shards(out_dir: str | Path, records: list[FaceRecord], per_shard: int = 8, split: str = "train",
+                           faces_config: dict | None = None) -> list[Path]:
+    """Write records as face shards shard_000.npz, ... ; returns the .npz paths.
+    `faces_config` is recorded as the face stage records its config (e.g. windows)."""
     out_dir = Path(out_dir)
     paths = []
     for k in range(0, len(records), per_shard):
@@ -103,7 +105,10 @@ def write_synthetic_shards(out_dir: str | Path, records: list[FaceRecord], per_s
         metas = [{"video_id": r.video_id, "manipulation": r.manipulation, "label": r.label, "source": "synthetic",
                   "n_sampled": r.n_faces, "n_found": r.n_faces, "n_missed": 0, "status": "ok", "message": ""}
                  for r in chunk]
-        write_shard(path, chunk, metas, {"split": split, "quality": "synthetic", "crop_size": int(chunk[0].crops.shape[1])})
+        meta = {"split": split, "quality": "synthetic", "crop_size": int(chunk[0].crops.shape[1])}
+        if faces_config is not None:
+            meta["faces_config"] = faces_config
+        write_shard(path, chunk, metas, meta)
         paths.append(path)
     return paths
 
