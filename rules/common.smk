@@ -31,6 +31,7 @@ config.update(_validated)
 FACES = config["faces"]
 SPLITS = list(ffpp.SPLITS)
 DATASETS = PLAN.datasets
+DEMO_BUILDS = [name for name, d in DATASETS.items() if d.is_demo]
 MAIN = PLAN.main
 
 
@@ -146,3 +147,37 @@ OPERATION_CELLS = {
 METRIC_FILES = [metrics_file(m.id, TEST_SET, op) for m in PLAN.table1_models for op in OPERATION_NAMES]
 SCORE_FILES = [score_file(m.id, MAIN, BASE_QUALITY, op) for m in PLAN.table1_models for op in OPERATION_NAMES]
 TABLE_OPERATIONS = [{"name": n, "category": OPERATION_CELLS[n].get("category", "")} for n in OPERATION_NAMES]
+
+
+def demo_block(root):
+    """The config block of the demo built under `root` (its kind: demo or demo_celebdf)."""
+    return next(DATASETS[n].kind for n in DEMO_BUILDS if DATASETS[n].cfg["root"] == root)
+
+
+def dataset_inputs(wildcards):
+    """What a dataset's index depends on: its demo build, or its split / label files."""
+    dataset = DATASETS[wildcards.dataset]
+    if dataset.is_demo:
+        return [demo_manifest(wildcards.dataset)]
+    return [str(path) for path in reader(dataset.kind).label_files(dataset.cfg)]
+
+
+def metrics_cell(wc):
+    """What a metrics file is about: the model, the test set and the operation."""
+    test_set = PLAN.test_sets[wc.test_set]
+    return {"method": wc.model, "train_quality": wc.trainset, "test_set": test_set.name, "dataset": test_set.dataset,
+            "quality": test_set.quality, "manipulations": list(test_set.manipulations or []) or None,
+            "operation": wc.operation, **OPERATION_CELLS[wc.operation]}
+
+
+def table_spec(name):
+    """A table as plain data (what its job gets, so editing it reruns only it)."""
+    table = PLAN.tables[name]
+    return {"name": name, "title": table.title, "metrics": table.metrics,
+            "rows": [{"method": m.name, "train_quality": m.trainset} for m in table.rows],
+            "columns": [{"test_set": c.test_set, "operation": c.operation, "label": c.label} for c in table.columns]}
+
+
+def table_metric_files(wildcards):
+    table = PLAN.tables[wildcards.table]
+    return [metrics_file(m.id, c.test_set, c.operation) for m in table.rows for c in table.columns]

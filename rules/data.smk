@@ -2,14 +2,6 @@
 # every dataset in its own layout.
 
 
-DEMO_BUILDS = [name for name, d in DATASETS.items() if d.is_demo]
-
-
-def demo_block(root):
-    """The config block of the demo built under `root` (its kind: demo or demo_celebdf)."""
-    return next(DATASETS[n].kind for n in DEMO_BUILDS if DATASETS[n].cfg["root"] == root)
-
-
 rule demo_dataset:
     """Build an embedded demo dataset (offline, deterministic) in its dataset's layout."""
     output:
@@ -33,14 +25,6 @@ rule demo_dataset:
         "../envs/dfrobust.yaml"
     script:
         "../workflow_scripts/build_demo.py"
-
-
-def dataset_inputs(wildcards):
-    """What a dataset's index depends on: its demo build, or its split / label files."""
-    dataset = DATASETS[wildcards.dataset]
-    if dataset.is_demo:
-        return [demo_manifest(wildcards.dataset)]
-    return [str(path) for path in reader(dataset.kind).label_files(dataset.cfg)]
 
 
 rule dataset_index:

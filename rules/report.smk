@@ -48,19 +48,6 @@ rule figures:
         "../workflow_scripts/figures.py"
 
 
-def table_spec(name):
-    """A table as plain data (what its job gets, so editing it reruns only it)."""
-    table = PLAN.tables[name]
-    return {"name": name, "title": table.title, "metrics": table.metrics,
-            "rows": [{"method": m.name, "train_quality": m.trainset} for m in table.rows],
-            "columns": [{"test_set": c.test_set, "operation": c.operation, "label": c.label} for c in table.columns]}
-
-
-def table_metric_files(wildcards):
-    table = PLAN.tables[wildcards.table]
-    return [metrics_file(m.id, c.test_set, c.operation) for m in table.rows for c in table.columns]
-
-
 rule table:
     """One table of `tables`: rows (models) x columns (test set, operation) x metrics."""
     input:

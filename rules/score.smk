@@ -29,14 +29,6 @@ rule score:
         "../workflow_scripts/score.py"
 
 
-def metrics_cell(wc):
-    """What a metrics file is about: the model, the test set and the operation."""
-    test_set = PLAN.test_sets[wc.test_set]
-    return {"method": wc.model, "train_quality": wc.trainset, "test_set": test_set.name, "dataset": test_set.dataset,
-            "quality": test_set.quality, "manipulations": list(test_set.manipulations or []) or None,
-            "operation": wc.operation, **OPERATION_CELLS[wc.operation]}
-
-
 rule metrics:
     """Video/frame AUC, EER, AP, low-FAR metrics, bootstrap CI, per-manipulation AUC."""
     input:

@@ -71,8 +71,8 @@ def why_no_cluster() -> str | None:
 def planned_jobs(dry_run_output: str) -> list[dict]:
     """The jobs of a dry run: rule name and resources as printed."""
     jobs = []
-    for block in re.split(r"\n(?=rule \w+:)", dry_run_output):
-        head = re.match(r"rule (\w+):", block)
+    for block in re.split(r"\n(?=\s*rule \w+:)", dry_run_output):
+        head = re.match(r"\s*rule (\w+):", block)  # indented inside a group job
         if not head:
             continue
         printed = re.search(r"^\s+resources: (.*)$", block, re.M)
@@ -275,9 +275,11 @@ def test_jobs_go_through_sbatch_gpu_rules_with_a_gpu(slurm_run):
             assert job["JobState"] == "COMPLETED", job
             asks_gpu = "gpu" in job.get("TresPerJob", "")
             assert asks_gpu == (rule in GPU_RULES), (rule, job.get("TresPerJob"))
-    # the plugin's per-job SLURM logs (kept by the test overlay) are under logs/slurm/rule_<name>/
-    for rule in GPU_RULES | CPU_RULES:
-        assert list((workdir / "logs" / "slurm" / f"rule_{rule}").rglob("*.log")), rule
+    # the plugin's per-job SLURM logs (kept by the test overlay) are under logs/slurm/rule_<name>/,
+    # a group job's under logs/slurm/group_<group>/
+    for rule, rule_jobs in by_rule.items():
+        folder = f"group_{rule_jobs[0]['group']}" if "group" in rule_jobs[0] else f"rule_{rule}"
+        assert list((workdir / "logs" / "slurm" / folder).rglob("*.log")), (rule, folder)
     # inside the GPU job: SLURM's GPU, which dfrobust.core.gpu keeps
     seen = json.loads((workdir / "probe" / "gpu.json").read_text())
     (probe_job,) = by_rule["gpu_probe"]
