@@ -198,11 +198,11 @@ class PIM(Procedure):
             return loss.detach()
         after = rewind.now()
         buffers = [(b, b.detach().clone()) for b in self.detector.buffers()]
-        grads = [p for p in params if p.grad is not None]
+        touched = [p for p in params if p.grad is not None]
         if self.beta:  # SAM's ascent, from g1 before it is scaled
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in grads]))
-            ascent = [p.grad * (float(self.cfg["r_prime"]) / (norm + 1e-12)) for p in grads]
-        torch._foreach_mul_([p.grad for p in grads], 1.0 - self.alpha - self.beta)
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in touched]))
+            ascent = [p.grad * (float(self.cfg["r_prime"]) / (norm + 1e-12)) for p in touched]
+        torch._foreach_mul_([p.grad for p in touched], 1.0 - self.alpha - self.beta)
         if self.alpha:
             deltas, _ = self.pims.ascent(probed, self.r)
             rewind.set(rewind.start)
@@ -211,11 +211,11 @@ class PIM(Procedure):
             _restore(buffers)
         if self.beta:
             with torch.no_grad():
-                torch._foreach_add_(grads, ascent)
+                torch._foreach_add_(touched, ascent)
             rewind.set(rewind.start)
             (self.beta * self.loss(x, y, f"{where} (perturbed weights)")).backward()
             with torch.no_grad():
-                torch._foreach_sub_(grads, ascent)
+                torch._foreach_sub_(touched, ascent)
             _restore(buffers)
         rewind.set(after)
         return loss.detach()
@@ -228,6 +228,9 @@ class DualFlat(PIM):
 
     defaults = {"alpha": 0.5, "beta": 0.5, "r_prime": 0.05}
     settings = {
+        "alpha": {"type": "number", "minimum": 0, "maximum": 1,
+                  "description": "Weight of the perturbed-feature gradient g2: the update is "
+                                 "(1 - alpha - beta) g1 + alpha g2 + beta g3."},
         "beta": {"type": "number", "minimum": 0, "maximum": 1,
                  "description": "Weight of the perturbed-weight gradient g3 (alpha + beta <= 1)."},
         "r_prime": {"type": "number", "minimum": 0,
