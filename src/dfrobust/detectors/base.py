@@ -162,7 +162,7 @@ class Detector(Configurable, nn.Module):
         "std": [0.229, 0.224, 0.225],
         "optimizer": {"name": "adam", "base": "sgd", "lr": 1.0e-3, "betas": [0.9, 0.999],
                       "momentum": 0.0, "weight_decay": 0.0, "rho": 0.05},
-        "lr_schedule": {"name": "constant", "decay_start": 0.75},
+        "lr_schedule": {"name": "constant", "decay_start": 0.75, "step_epochs": 10, "gamma": 0.1},
         "epochs": 10,
         "batch_size": 64,
         "frames_per_video": 100,
@@ -186,7 +186,8 @@ class Detector(Configurable, nn.Module):
 
     # -- model -------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 NCHW at input_size -> normalised float NCHW on the model's device."""
+        """uint8 NCHW at input_size -> normalised float NCHW on the model's device.
+        Float images on the 0..255 scale (adversarial examples) are normalised the same way."""
         if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
             raise ValueError(f"{self.name}: expected {self.input_size}px faces, got {tuple(images.shape)}")
         images = images.to(self._mean.device, non_blocking=True)
