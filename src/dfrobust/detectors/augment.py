@@ -64,5 +64,11 @@ class Augmenter:
     def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:
         if self.compose is None:
             return image
-        self.compose.set_random_seed(int(seed) % 2**32)
+        # Compose.set_random_seed gives every transform the same seed: their `p` draws (and parameter
+        # draws) would coincide, so [GaussNoise p=0.5, GaussianBlur p=0.5] applied both or neither.
+        # Each transform gets its own stream of the face's seed instead.
+        streams = np.random.SeedSequence(int(seed) % 2**32).spawn(len(self.compose.transforms) + 1)
+        self.compose.set_random_seed(int(streams[0].generate_state(1)[0]))
+        for transform, stream in zip(self.compose.transforms, streams[1:]):
+            transform.set_random_seed(int(stream.generate_state(1)[0]))
         return self.compose(image=np.ascontiguousarray(image))["image"]
