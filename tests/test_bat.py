@@ -8,9 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch.nn import functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from conftest import REPO
 from dfrobust.core.errors import InputError
 from dfrobust.detectors import build_detector, resolve_config
 from dfrobust.detectors.augment import Augmenter
@@ -211,6 +213,7 @@ def test_a_generator_step_increases_the_loss(trained_xception, name):
                 out[idx] = pixel_blur(x[idx], proc.generators[gen_name](x[idx]), 9)
             return detector_loss(det, out, y, "test").item()
 
+    det.zero_grad(set_to_none=True)
     with attacking(det):
         before = blurred_loss()
         before_state = {k: v.clone() for k, v in det.state_dict().items()}
@@ -251,20 +254,20 @@ def test_two_gen_bat_blurs_each_class_with_its_own_generator(trained_xception):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_each_variant_overfits_16_faces(name):
-    """A small timm network (xception's settings, timm's test_resnet backbone) learns 16 faces under each adversary."""
+    """A small timm network (xception's settings, timm's test_resnet backbone) learns 16 faces under each adversary.
+    Judged with batch statistics, as trained: a few dozen steps do not settle batch norm's running averages."""
     torch.manual_seed(0)
     det = xception(backbone="test_resnet", drop_rate=0.0).train()
     images, labels = faces16()
     proc = build_procedure(small(name), det)
-    opt = build_optimizer(det.trainable_parameters(), {"name": "radam", "lr": 5e-3, "betas": [0.9, 0.999],
-                                                       "weight_decay": 5e-4})
-    losses = [proc.step(opt, images, labels, f"step {i}") for i in range(25)]
+    opt = build_optimizer(det.trainable_parameters(), {"name": "adam", "lr": 3e-3, "betas": [0.9, 0.999],
+                                                       "weight_decay": 0.0})
+    losses = [proc.step(opt, images, labels, f"step {i}") for i in range(20)]
     assert det.training
-    det.eval()
     with torch.no_grad():
         out = det(det.preprocess(images))
     assert ((det.proba(out) > 0.5).long() == labels).all(), name
-    assert det.loss(out, labels).item() < 0.1 and losses[-1] < 0.2 < losses[0], (name, losses[0], losses[-1])
+    assert det.loss(out, labels).item() < 0.1 and losses[-1] < 0.1 < 0.5 < losses[0], (name, losses[0], losses[-1])
 
 
 def test_adversarial_weight_scales_the_adversarial_term(trained_xception):
@@ -388,9 +391,14 @@ def test_detectors_accept_the_step_schedule():
 
 # -- the traditional baselines (the paper's Tables IV and V) -----------------------------------------
 
-NOISE = [{"name": "GaussNoise", "std_range": [0.0125, 0.0277], "p": 0.5}]
-BLUR = [{"name": "GaussianBlur", "blur_limit": [9, 9], "sigma_limit": [0.5, 2.0], "p": 0.5}]
-JPEG = [{"name": "ImageCompression", "quality_range": [60, 100], "p": 0.5}]
+# the rows of tests/zoo/bat.yaml (the configs the workflow trains) are what is tested
+BASELINES = {row["name"]: row["settings"]["augment"]
+             for row in yaml.safe_load((REPO / "tests" / "zoo" / "bat.yaml").read_text())["models"] if "name" in row}
+NOISE, BLUR, JPEG = BASELINES["xception_noise"], BASELINES["xception_blur"], BASELINES["xception_jpeg"]
+
+
+def test_combined_baseline_is_the_three_in_order():
+    assert BASELINES["xception_noise_blur_jpeg"] == NOISE + BLUR + JPEG
 
 
 def _face() -> np.ndarray:
@@ -443,5 +451,5 @@ def test_baselines_apply_to_about_half_of_the_faces_and_combine():
     for spec in (NOISE, BLUR, JPEG):
         changed = sum(not np.array_equal(Augmenter(spec)(face, seed), face) for seed in range(200))
         assert 70 < changed < 130, spec[0]["name"]
-    untouched = sum(np.array_equal(Augmenter(NOISE + BLUR + JPEG)(face, seed), face) for seed in range(200))
+    untouched = sum(np.array_equal(Augmenter(BASELINES["xception_noise_blur_jpeg"])(face, seed), face) for seed in range(200))
     assert 10 < untouched < 45  # 1/8 of the faces get none of the three
