@@ -101,7 +101,7 @@ class GeneratorBAT(Adversarial):
         return blurred.detach()
 
     def blurred(self, images: torch.Tensor, labels: torch.Tensor, where: str) -> torch.Tensor:
-        out = torch.empty_like(images)
+        out = images.clone()  # a face no generator is for (no such label) stays clean
         for name, label in self.roles.items():
             if label is None:
                 out = self.generator_step(name, images, labels, where)
