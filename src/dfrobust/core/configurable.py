@@ -113,8 +113,9 @@ class Registry:
         silently train with the default.
         """
         cls = self.get(name)
-        resolved = _merge(cls.defaults, cfg or {}, f"{self.block}.{name}")
-        check(resolved, block_schema(cls, self.family), f"{self.block}.{name}")
+        schema = block_schema(cls, self.family)
+        resolved = _merge(cls.defaults, cfg or {}, f"{self.block}.{name}", schema)
+        check(resolved, schema, f"{self.block}.{name}")
         return resolved
 
     def schema(self) -> dict:
@@ -130,15 +131,19 @@ class Registry:
         }
 
 
-def _merge(defaults: dict, cfg: dict, where: str) -> dict:
+def _merge(defaults: dict, cfg: dict, where: str, schema: dict) -> dict:
+    """`cfg` over `defaults`, key by key. A key with no default is accepted where the
+    schema knows it (an option of a shared block, e.g. the `step` schedule's
+    step_epochs): defaults stay minimal, so a new option reruns no existing job."""
     if not isinstance(cfg, dict):
         raise InputError(f"config key '{where}': expected a mapping, got {type(cfg).__name__}")
+    known = schema.get("properties", {})
     out = copy.deepcopy(defaults)
     for key, value in cfg.items():
-        if key not in defaults:
-            raise InputError(f"config key '{where}.{key}': unknown key (known: {', '.join(sorted(defaults))})")
-        if isinstance(defaults[key], dict):
-            out[key] = _merge(defaults[key], value, f"{where}.{key}")
+        if key not in defaults and key not in known:
+            raise InputError(f"config key '{where}.{key}': unknown key (known: {', '.join(sorted(set(defaults) | set(known)))})")
+        if isinstance(defaults.get(key), dict):
+            out[key] = _merge(defaults[key], value, f"{where}.{key}", known.get(key, {}))
         else:
             out[key] = copy.deepcopy(value)
     return out

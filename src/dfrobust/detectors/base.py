@@ -208,7 +208,8 @@ class Detector(Configurable, nn.Module):
 
     # -- model -------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 NCHW at input_size -> normalised float NCHW on the model's device."""
+        """uint8 NCHW at input_size -> normalised float NCHW on the model's device.
+        Float images on the 0..255 scale (adversarial examples) are normalised the same way."""
         if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
             raise ValueError(f"{self.name}: expected {self.input_size}px faces, got {tuple(images.shape)}")
         images = images.to(self._mean.device, non_blocking=True)

@@ -1,4 +1,5 @@
-"""Optimisers and learning-rate schedules from a detector's config block."""
+"""Optimisers and learning-rate schedules from a config block (a detector's,
+or a training procedure's for its own networks)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,32 @@ import torch
 from dfrobust.core.errors import InputError
 from dfrobust.training.sam import SAM
 
-_BASE = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+_BASE = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "radam": torch.optim.RAdam}
 
 
 def _kwargs(name: str, cfg: dict) -> dict:
-    if name == "adam":
-        return {"lr": float(cfg["lr"]), "betas": tuple(float(b) for b in cfg["betas"]), "weight_decay": float(cfg["weight_decay"])}
+    if name in ("adam", "radam"):
+        kwargs = {"lr": float(cfg["lr"]), "betas": tuple(float(b) for b in cfg["betas"]),
+                  "weight_decay": float(cfg["weight_decay"])}
+        if name == "radam":
+            # as the reference RAdam code (Liu et al.) that the BAT authors trained with:
+            # weight decay shrinks the weights directly (w -= lr * wd * w), it is not added to the gradient
+            kwargs["decoupled_weight_decay"] = True
+        return kwargs
     return {"lr": float(cfg["lr"]), "momentum": float(cfg["momentum"]), "weight_decay": float(cfg["weight_decay"])}
 
 
 def build_optimizer(params, cfg: dict, where: str = "optimizer") -> torch.optim.Optimizer:
-    """adam | sgd | sam (over `base`: sgd or adam)."""
+    """adam | radam | sgd | sam (over `base`: sgd or adam)."""
     name = cfg["name"]
     if name in _BASE:
         return _BASE[name](params, **_kwargs(name, cfg))
     if name == "sam":
         base = cfg["base"]
-        if base not in _BASE:
+        if base not in ("sgd", "adam"):
             raise InputError(f"config key '{where}.base': expected sgd or adam, got {base!r}")
         return SAM(params, _BASE[base], rho=float(cfg["rho"]), **_kwargs(base, cfg))
-    raise InputError(f"config key '{where}.name': expected adam, sgd or sam, got {name!r}")
+    raise InputError(f"config key '{where}.name': expected adam, radam, sgd or sam, got {name!r}")
 
 
 class LinearDecay:
@@ -44,13 +51,25 @@ class LinearDecay:
         return 1.0 - (epoch - self.start) / (self.epochs - self.start)
 
 
+class StepDecay:
+    """Factor gamma ** (epoch // step_epochs): epochs 1..step_epochs at the
+    base rate, the next step_epochs at gamma times it, ... (the BAT paper:
+    x0.1 every 10 epochs)."""
+
+    def __init__(self, step_epochs: int, gamma: float):
+        self.step_epochs, self.gamma = int(step_epochs), float(gamma)
+
+    def __call__(self, epoch: int) -> float:
+        return self.gamma ** (epoch // self.step_epochs)
+
+
 class Constant:
     def __call__(self, epoch: int) -> float:
         return 1.0
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int, where: str = "lr_schedule"):
-    """A per-epoch LambdaLR: constant | linear_decay; or plateau (stepped with the validation loss)."""
+    """A per-epoch LambdaLR: constant | linear_decay | step; or plateau (stepped with the validation loss)."""
     name = cfg["name"]
     if name == "plateau":
         return plateau(optimizer, cfg, where)
@@ -58,8 +77,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int, wh
         factor = Constant()
     elif name == "linear_decay":
         factor = LinearDecay(epochs, cfg["decay_start"])
+    elif name == "step":
+        if int(cfg["step_epochs"]) < 1 or float(cfg["gamma"]) <= 0:
+            raise InputError(f"config key '{where}': step_epochs must be >= 1 and gamma > 0")
+        factor = StepDecay(cfg["step_epochs"], cfg["gamma"])
     else:
-        raise InputError(f"config key '{where}.name': expected constant, linear_decay or plateau, got {name!r}")
+        raise InputError(f"config key '{where}.name': expected constant, linear_decay, step or plateau, got {name!r}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
