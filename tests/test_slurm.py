@@ -290,7 +290,8 @@ def test_jobs_go_through_sbatch_gpu_rules_with_a_gpu(slurm_run):
     assert "Submitted array job" in slurm_run["log"]
     assert len({job.get("ArrayJobId") for job in by_rule["extract_faces"]}) == 1
     # scoring: one SLURM job per model (its score jobs, one per test copy, run inside it on one GPU)
-    assert len(by_rule["score"]) == 1 and by_rule["score"][0]["group"] == "score_xception_c23", by_rule["score"]
+    # (a group job's name: the group id, then the rules inside it)
+    assert len(by_rule["score"]) == 1 and by_rule["score"][0]["group"] == "score_xception_c23_score", by_rule["score"]
     assert "gpu:1" in by_rule["score"][0].get("TresPerJob", ""), by_rule["score"][0]
     assert len(list((workdir / "logs" / "score").rglob("*.log"))) == 2  # yet one log per copy
 
