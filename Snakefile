@@ -14,7 +14,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The demo's config.yaml, unless config files are named (--configfile): those are
+# the whole config (e.g. config/ffpp.yaml, then overlays such as
+# config/protocols/bat.yaml), never laid over the demo's settings.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
 
 
 include: "rules/common.smk"

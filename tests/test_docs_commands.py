@@ -30,6 +30,9 @@ import pytest
 import yaml
 
 from conftest import REPO, SMALL_PAIRS, make_ffpp_tree
+from test_datasets import make_celebdf, make_dfd, make_dfdc, make_dfdc_preview
+
+OTHER_DATASETS = {"celebdf": make_celebdf, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview}
 
 DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")), "bench/README.md"]
 RUNNABLE = ("snakemake", "make", "dfrobust", "python")
@@ -81,10 +84,17 @@ def clone(tmp_path_factory) -> Path:
             (root / rel).symlink_to(source.readlink())
         elif source.is_file():
             shutil.copy2(source, root / rel)
-    ffpp = make_ffpp_tree(tmp_path_factory.mktemp("ffpp"), SMALL_PAIRS)
+    ffpp = make_dfd(make_ffpp_tree(tmp_path_factory.mktemp("ffpp"), SMALL_PAIRS))
     config = yaml.safe_load((root / "config/ffpp.yaml").read_text())
     config["dataset"]["root"] = str(ffpp)
     (root / "config/ffpp.yaml").write_text(yaml.safe_dump(config))
+    # the protocol overlays' other datasets: fixture trees in their layouts
+    trees = {"dfd": ffpp, **{kind: make(tmp_path_factory.mktemp(kind)) for kind, make in OTHER_DATASETS.items()}}
+    for protocol in (root / "config" / "protocols").glob("*.yaml"):
+        overlay = yaml.safe_load(protocol.read_text())
+        for block in overlay.get("datasets", {}).values():
+            block["root"] = str(trees[block["kind"]])
+        protocol.write_text(yaml.safe_dump(overlay))
     _trace_results(root / "results")
     return root
 

@@ -28,6 +28,7 @@ from dfrobust.training.procedures.pim import PerturbationInjection, default_site
 from dfrobust.training.synthetic import synthetic_videos, write_synthetic_shards
 
 from conftest import REPO
+from test_datasets import make_celebdf, make_dfd, make_dfdc
 
 TINY = {"input_size": 32, "pretrained": False}
 
@@ -347,12 +348,15 @@ def test_baselines_are_registered_with_the_paper_settings():
     assert config["procedures"]["dualflat"] == {"r": 0.1, "alpha": 0.5, "beta": 0.5, "r_prime": 0.05, "layers": []}
 
 
-def test_protocol_configs_validate_and_the_paper_augmentation_builds():
-    """tests/zoo: the tiny fragment and the paper's backbone comparison are valid model rows;
-    the best model (SBI data + ConvNeXt-base + PIM) is one of them."""
+def test_protocol_configs_validate_and_the_paper_augmentation_builds(tmp_path):
+    """The tiny fragment (tests/zoo) and the paper's tables (config/protocols/gradreg.yaml) are valid
+    model rows; the best model (SBI data + ConvNeXt-base + PIM) is one of them."""
     counts = lambda kind, cfg: {"train": 40, "val": 20, "test": 30}  # noqa: E731
-    for fragment in ("pim.yaml", "pim_protocol.yaml"):
-        config = validate_config(yaml.safe_load((REPO / "tests" / "zoo" / fragment).read_text()))
+    for fragment in (REPO / "tests" / "zoo" / "pim.yaml", REPO / "config" / "protocols" / "gradreg.yaml"):
+        config = yaml.safe_load(fragment.read_text())
+        for block in config.get("datasets", {}).values():  # the overlay's other datasets: fixture trees
+            block["root"] = str(DATASET_TREES[block["kind"]](tmp_path / block["kind"]))
+        config = validate_config(config)
         plan = build_plan(config, ["clean"], counts)
         assert any(m.procedure_cfg()["name"] == "pim" for m in plan.models.values())
     best = plan.models["sbi_convnext+pim/raw"]
@@ -365,6 +369,9 @@ def test_protocol_configs_validate_and_the_paper_augmentation_builds():
     face = synthetic_videos(1, 0, frames=1, size=64, seed=0)[0].crops[0]
     outputs = {Augmenter(spec)(face, seed).tobytes() for seed in range(4)}
     assert len(outputs) == 4
+
+
+DATASET_TREES = {"celebdf": make_celebdf, "dfd": make_dfd, "dfdc": make_dfdc}
 
 
 def _thaw(model) -> dict:

@@ -22,7 +22,7 @@ HueSaturationValue, RandomBrightnessContrast, ImageCompression, GaussNoise)
 is an `augment` list of albumentations transforms, switched on with one edit
 of a detector block or a model row's `settings`; the list, with its
 arguments, is in the backbone-comparison protocol config
-(tests/zoo/pim_protocol.yaml). The paper names the transforms only: their
+(config/protocols/gradreg.yaml). The paper names the transforms only: their
 arguments are SBI's code's where SBI has the transform, albumentations 1.x's
 defaults for HorizontalFlip and GaussNoise (variance 10..50 on 0..255).
 """
