@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,3 +101,33 @@ def job_counts(output: str) -> dict[str, int]:
         counts[match[1]] = int(match[2])
     counts.pop("total", None)
     return counts
+
+
+# -- the workflow on a config (tests/test_workflow.py, tests/test_zoo.py) ----------------
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def run(workdir: Path, *args: str, check: bool = True, timeout: int = 1500) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--rerun-triggers", "params", "mtime", "input", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return proc
+
+
+def workdir_with(tmp_path: Path, config: dict | Path) -> Path:
+    if isinstance(config, Path):
+        shutil.copy(config, tmp_path / "config.yaml")
+    else:
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """config/tiny.yaml from nothing to Table I (the demo build included)."""
+    workdir = workdir_with(tmp_path_factory.mktemp("tiny"), REPO / "config" / "tiny.yaml")
+    run(workdir, "--cores", "2")
+    return workdir

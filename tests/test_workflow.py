@@ -13,27 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SMALL_PAIRS, job_counts, make_ffpp_tree
-
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
-
-def run(workdir: Path, *args: str, check: bool = True, timeout: int = 1500) -> subprocess.CompletedProcess:
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--rerun-triggers", "params", "mtime", "input", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return proc
-
-
-def workdir_with(tmp_path: Path, config: dict | Path) -> Path:
-    if isinstance(config, Path):
-        shutil.copy(config, tmp_path / "config.yaml")
-    else:
-        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
-
+from conftest import REPO, SMALL_PAIRS, SNAKEMAKE, job_counts, make_ffpp_tree, run, workdir_with
 
 def test_default_config_plans_the_demo_build_and_every_face_job(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
@@ -65,21 +45,25 @@ def test_ffpp_layout_plans_one_face_job_per_quality_split_and_shard(tmp_path):
     assert len(shards) == 27 and ("c40", "train", "004") in shards and ("raw", "test", "002") in shards
 
 
-def test_paper_config_plans_eight_gpu_training_jobs(tmp_path):
+def test_paper_config_plans_twenty_gpu_training_jobs(tmp_path):
+    """config/ffpp.yaml: Table I's 8 models, and per quality efficientnet_b4 (+Two-Gen-BAT) and
+    convnext_base (+PIM): 20 GPU training jobs, each scored on 13 copies."""
     root = make_ffpp_tree(tmp_path / "ffpp", SMALL_PAIRS)
     config = yaml.safe_load((REPO / "config" / "ffpp.yaml").read_text())
     config["dataset"]["root"] = str(root)
     workdir = workdir_with(tmp_path, config)
     proc = run(workdir, "-n", "results/table1.csv")
     counts = job_counts(proc.stdout)
-    assert counts["train"] == 8 and counts["score"] == 8 * 13 and counts["metrics"] == 8 * 13
+    assert counts["train"] == 20 and counts["score"] == 20 * 13 and counts["metrics"] == 20 * 13
     assert counts["distort_copy"] == 12  # 12 processed copies (clean is scored on the clean faces) x 1 test shard
-    trained = set(re.findall(r"results/models/(\w+)/(\w+)/weights\.pt", proc.stdout))
-    assert trained == {("capsule", q) for q in ("raw", "c23", "c40")} | {("xception", q) for q in ("raw", "c23", "c40")} | {
+    trained = set(re.findall(r"results/models/([\w+]+)/(\w+)/weights\.pt", proc.stdout))
+    qualities = ("raw", "c23", "c40")
+    assert trained == {(m, q) for m in ("capsule", "xception", "efficientnet_b4", "efficientnet_b4+two_gen_bat",
+                                        "convnext_base", "convnext_base+pim") for q in qualities} | {
         ("sbi", "raw"), ("sbi", "c23")}
     blocks = proc.stdout.split("\nrule ")
     train_blocks = [b for b in blocks if b.startswith("train:")]
-    assert len(train_blocks) == 8 and all(re.search(r"resources:.*\bgpu=1\b", b) for b in train_blocks)
+    assert len(train_blocks) == 20 and all(re.search(r"resources:.*\bgpu=1\b", b) for b in train_blocks)
 
 
 def test_wrong_config_type_stops_at_start_naming_the_key(tmp_path):
@@ -94,14 +78,6 @@ def test_missing_dataset_directory_is_named(tmp_path):
     proc = run(workdir, "-n", check=False)
     assert proc.returncode != 0
     assert f"{tmp_path / 'nowhere'}: dataset directory does not exist" in proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """config/tiny.yaml from nothing to Table I (the demo build included)."""
-    workdir = workdir_with(tmp_path_factory.mktemp("tiny"), REPO / "config" / "tiny.yaml")
-    run(workdir, "--cores", "2")
-    return workdir
 
 
 @pytest.mark.slow

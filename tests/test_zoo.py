@@ -1,0 +1,85 @@
+"""The other papers' detectors and training procedures through the workflow, on
+the tiny run's faces: the tests/zoo fragments (PIM and DualFlat with the
+gradient-regularisation baselines, every BAT procedure and a traditional
+baseline, SBI's variants) are merged into config/tiny.yaml as the rows of one
+table; each row trains through the train rule, is scored clean and on the c40
+copy, and lands in the table. (The two-branch fragment changes the face stage
+itself: tests/test_two_branch.py runs it.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, job_counts, run
+
+FRAGMENTS = ("pim.yaml", "bat.yaml", "bat_efficientnet_b4.yaml", "sbi.yaml")
+# bat.yaml's traditional baselines share one code path (the augment list): one of them is enough here
+SKIPPED_ROWS = {"xception_noise", "xception_blur", "xception_jpeg"}
+
+
+def zoo_config(config: dict) -> tuple[dict, list[dict]]:
+    """`config` with the fragments' detector and procedure blocks and a `zoo` table of their rows."""
+    rows = []
+    for name in FRAGMENTS:
+        fragment = yaml.safe_load((REPO / "tests" / "zoo" / name).read_text())
+        rows += [row for row in fragment["models"] if row.get("name") not in SKIPPED_ROWS]
+        for block in ("detectors", "procedures"):
+            for key, settings in fragment.get(block, {}).items():
+                config.setdefault(block, {}).setdefault(key, {}).update(settings)
+    config.setdefault("tables", {})["zoo"] = {
+        "title": "The papers' detectors (tiny)", "rows": rows, "metrics": ["video_auc"],
+        "columns": [{"test_set": "ffpp_raw", "label": "clean"}, {"test_set": "ffpp_raw", "operation": "c40", "label": "c40"}]}
+    return config, rows
+
+
+@pytest.fixture(scope="module")
+def zoo_run(tiny_run, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("zoo")
+    shutil.copytree(tiny_run, workdir, symlinks=True, dirs_exist_ok=True)
+    config, rows = zoo_config(yaml.safe_load((workdir / "config.yaml").read_text()))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = job_counts(run(workdir, "-n", "results/tables/zoo.csv").stdout)
+    run(workdir, "--cores", "2", "results/tables/zoo.csv", timeout=2400)
+    return workdir, rows, plan
+
+
+@pytest.mark.slow
+def test_every_zoo_row_trains_once_on_the_tiny_runs_faces(zoo_run):
+    _, rows, plan = zoo_run
+    # no face job: the tiny run's faces serve every detector; the c40 copy is Table I's
+    assert plan["train"] == len(rows) and "extract_faces" not in plan and "distort_copy" not in plan, plan
+    assert plan["score"] == 2 * len(rows) and plan["table"] == 1
+
+
+@pytest.mark.slow
+def test_zoo_table_has_a_finite_auc_for_every_row_and_column(zoo_run):
+    workdir, rows, _ = zoo_run
+    table = pd.read_csv(workdir / "results" / "tables" / "zoo.csv")
+    assert len(table) == len(rows)
+    values = table.drop(columns=["method", "train_quality"]).to_numpy(dtype=float)
+    assert ((values >= 0) & (values <= 100)).all(), table
+
+
+@pytest.mark.slow
+def test_zoo_models_record_their_procedure_and_generators(zoo_run):
+    workdir, _, _ = zoo_run
+    models = workdir / "results" / "models"
+    hparams = json.loads((models / "xception+two_gen_bat" / "raw" / "hparams.json").read_text())
+    assert hparams["procedure"]["name"] == "two_gen_bat"
+    # the generators are training state beside the detector; the scored weights are the detector's alone
+    weights = torch.load(models / "xception+two_gen_bat" / "raw" / "weights.pt", map_location="cpu", weights_only=False)
+    assert not any("generator" in key for key in _keys(weights))
+    pim = json.loads((models / "convnext_base+pim" / "raw" / "hparams.json").read_text())
+    assert pim["procedure"]["name"] == "pim" and pim["procedure"]["r"] == 0.1
+
+
+def _keys(obj) -> list[str]:
+    if isinstance(obj, dict):
+        return [str(k) for k in obj] + [k for v in obj.values() for k in _keys(v)]
+    return []
