@@ -12,6 +12,7 @@ rule score:
         "results/scores/{model}/{trainset}/{dataset}/{quality}/{operation}.csv",
     params:
         scoring=config["scoring"],
+        compute=config["compute"],
     log:
         "logs/score/{model}/{trainset}/{dataset}/{quality}/{operation}.log",
     benchmark:

@@ -25,6 +25,7 @@ rule train:
         detector=lambda wc: model_of(wc).detector_cfg(config["detectors"]),
         train_on=lambda wc: list(model_of(wc).train_on),
         procedure=lambda wc: model_of(wc).procedure_cfg(),
+        compute=config["compute"],
         seed=config["seed"],
     log:
         "logs/train/{model}/{trainset}.log",

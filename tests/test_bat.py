@@ -464,3 +464,19 @@ def test_baselines_apply_to_about_half_of_the_faces_and_combine():
         assert 70 < changed < 130, spec[0]["name"]
     untouched = sum(np.array_equal(Augmenter(BASELINES["xception_noise_blur_jpeg"])(face, seed), face) for seed in range(200))
     assert 10 < untouched < 45  # 1/8 of the faces get none of the three
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_each_variant_steps_under_bf16_autocast(name):
+    """`compute: {precision: bf16, channels_last: true}`: the adversaries (the blur's own backward
+    included) run inside the training step's autocast; weights and generators stay float32."""
+    torch.manual_seed(0)
+    det = xception(backbone="test_resnet", drop_rate=0.0).train().set_compute({"precision": "bf16", "channels_last": True})
+    images, labels = faces16()
+    proc = build_procedure(small(name), det)
+    opt = build_optimizer(det.trainable_parameters(), {"name": "adam", "lr": 3e-3, "betas": [0.9, 0.999], "weight_decay": 0.0})
+    with det.autocast():
+        losses = [proc.step(opt, images, labels, f"step {i}") for i in range(3)]
+    assert np.isfinite(losses).all(), losses
+    generators = [p for g in getattr(proc, "generators", {}).values() for p in g.parameters()]
+    assert all(p.dtype == torch.float32 for p in [*det.parameters(), *generators])

@@ -285,21 +285,49 @@ def loss_floor(name: str) -> float:
     return 4 * nn.functional.cross_entropy(p, torch.tensor([1])).item()
 
 
-@pytest.mark.parametrize("name", list(OVERFIT))
-def test_detector_fits_sixteen_faces(name, faces):
+BF16 = {"precision": "bf16", "channels_last": True}  # the `compute` block for GPUs, here on the CPU
+
+
+@pytest.mark.parametrize("name, compute", [(name, None) for name in OVERFIT] + [("xception", BF16), ("capsule", BF16)],
+                         ids=[*OVERFIT, "xception-bf16+channels_last", "capsule-bf16+channels_last"])
+def test_detector_fits_sixteen_faces(name, compute, faces):
     crops, _, labels = faces
     overrides, steps = OVERFIT[name]
     torch.manual_seed(0)
-    det = build_detector(name, {**TINY, **overrides}).train()
+    det = build_detector(name, {**TINY, **overrides}).train().set_compute(compute)
     opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
     x, y = to_tensor(resize_crops(crops, 32)), torch.as_tensor(labels, dtype=torch.int64)
-    losses = [train_step(det, opt, x, y, f"step {i}") for i in range(steps)]
+    losses = []
+    for i in range(steps):
+        with det.autocast():
+            losses.append(train_step(det, opt, x, y, f"step {i}"))
+    assert all(p.dtype == torch.float32 for p in det.parameters())  # autocast computes in bf16, weights stay float32
     first, last, floor = np.mean(losses[:2]), np.mean(losses[-2:]), loss_floor(name)
     assert last - floor < 0.5 * (first - floor), losses
     # separated as trained (batch statistics: a few steps do not settle BN's running averages)
-    with torch.no_grad():
-        p = det.predict_proba(det.preprocess(x))
+    with torch.no_grad(), det.autocast():
+        p = det.predict_proba(det.preprocess(x)).float()
     assert p[y == 1].min() > p[y == 0].max(), p
+
+
+def test_bf16_autocast_and_channels_last_change_how_not_what(faces):
+    """Under `compute: {precision: bf16, channels_last: true}` the forward pass runs in bfloat16 on
+    channels-last inputs and weights, and gives float32's outputs within bf16's rounding."""
+    crops, _, _ = faces
+    torch.manual_seed(0)
+    det = build_detector("xception", {**TINY, "drop_rate": 0.0}).eval()
+    x = to_tensor(resize_crops(crops, 32))
+    with torch.no_grad():
+        reference = det(det.preprocess(x))
+        det.set_compute(BF16)
+        assert det.preprocess(x).is_contiguous(memory_format=torch.channels_last)
+        assert det.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        with det.autocast():
+            fast = det(det.preprocess(x))
+    assert fast.dtype == torch.bfloat16 and reference.dtype == torch.float32
+    assert torch.allclose(fast.float(), reference, rtol=0.05, atol=0.02 * float(reference.abs().max()))
+    with pytest.raises(InputError, match="compute.precision"):
+        det.set_compute({"precision": "fp16"})
 
 
 # -- augmentation ---------------------------------------------------------------------------

@@ -403,3 +403,17 @@ def test_model_fits_sixteen_faces(name, procedure_name, lr, steps, faces):
     with torch.no_grad():
         p = det.predict_proba(det.preprocess(x))
     assert p[y == 1].min() > p[y == 0].max(), p
+
+
+@pytest.mark.parametrize("procedure_name", ["pim", "dualflat"])
+def test_pim_steps_under_bf16_autocast(procedure_name, faces):
+    """`compute: {precision: bf16}`: PIM's statistics and its extra passes run inside the step's autocast."""
+    x, y = faces
+    torch.manual_seed(0)
+    det = build_detector("resnet50", {**TINY, "backbone": "test_resnet"}).train()
+    det.set_compute({"precision": "bf16", "channels_last": True})
+    opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
+    step = build_procedure({"name": procedure_name}, det)
+    with det.autocast():
+        losses = [step.step(opt, x, y, f"step {i}") for i in range(3)]
+    assert np.isfinite(losses).all() and all(p.dtype == torch.float32 for p in det.parameters()), losses

@@ -244,3 +244,17 @@ def test_bad_inputs_are_one_line_errors(shards, tmp_path):
         train("toy", {}, train_shards, reals_only, tmp_path / "b", seed=0, log=lambda m: None)
     with pytest.raises(InputError, match="detectors.toy.epochz"):
         train("toy", {"epochz": 1}, train_shards, val_shards, tmp_path / "c", seed=0)
+
+
+def test_loader_workers_follow_the_jobs_cpu_threads():
+    """On a GPU the loader gets the job's threads (cpus_per_gpu) but one; on a CPU none."""
+    from dfrobust.training.loop import loader_workers
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(6)
+        assert loader_workers(torch.device("cuda")) == 5 and loader_workers(torch.device("cpu")) == 0
+        torch.set_num_threads(1)
+        assert loader_workers(torch.device("cuda")) == 0
+    finally:
+        torch.set_num_threads(threads)

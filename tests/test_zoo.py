@@ -3,8 +3,8 @@ the tiny run's faces: the tests/zoo fragments (PIM and DualFlat with the
 gradient-regularisation baselines, every BAT procedure and a traditional
 baseline, SBI's variants) are merged into config/tiny.yaml as the rows of one
 table; each row trains through the train rule, is scored clean and on the c40
-copy, and lands in the table. (The two-branch fragment changes the face stage
-itself: tests/test_two_branch.py runs it.)"""
+copy, and lands in the table. The two-branch fragment changes the face stage
+itself (windows): its rows run on faces extracted again, in a copy of their own."""
 
 from __future__ import annotations
 
@@ -83,3 +83,35 @@ def _keys(obj) -> list[str]:
     if isinstance(obj, dict):
         return [str(k) for k in obj] + [k for v in obj.values() for k in _keys(v)]
     return []
+
+
+@pytest.fixture(scope="module")
+def windows_run(tiny_run, tmp_path_factory):
+    """tests/zoo/twobranch.yaml over the tiny run: windows are a face-stage setting, so the faces of
+    the rows it needs are extracted again (as windows) and the two-branch rows train and score on them."""
+    workdir = tmp_path_factory.mktemp("windows")
+    shutil.copytree(tiny_run, workdir, symlinks=True, dirs_exist_ok=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    fragment = yaml.safe_load((REPO / "tests" / "zoo" / "twobranch.yaml").read_text())
+    config["faces"].update(fragment["faces"])
+    config["detectors"].update(fragment["detectors"])
+    config["tables"]["windows"] = {
+        "title": "Two-branch (tiny)", "rows": fragment["models"], "metrics": ["video_auc", "frame_auc"],
+        "columns": [{"test_set": "ffpp_raw", "label": "clean"}, {"test_set": "ffpp_raw", "operation": "hflip", "label": "hflip"}]}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = job_counts(run(workdir, "-n", "results/tables/windows.csv").stdout)
+    run(workdir, "--cores", "2", "results/tables/windows.csv", timeout=2400)
+    return workdir, fragment["models"], plan
+
+
+@pytest.mark.slow
+def test_two_branch_rows_train_and_score_windows_through_the_workflow(windows_run):
+    workdir, rows, plan = windows_run
+    assert plan["train"] == len(rows) and plan["extract_faces"] > 0, plan  # the faces again, as windows
+    table = pd.read_csv(workdir / "results" / "tables" / "windows.csv")
+    assert len(table) == len(rows)
+    values = table.drop(columns=["method", "train_quality"]).to_numpy(dtype=float)
+    assert ((values >= 0) & (values <= 100)).all(), table
+    # one score row per window: the test faces are 1 window of 3 frames per video (tiny: 3 test frames)
+    scores = pd.read_csv(workdir / "results" / "scores" / "two_branch" / "c23" / "ffpp" / "raw" / "clean.csv")
+    assert scores.groupby("video_id").size().eq(1).all()

@@ -16,5 +16,5 @@ claim_gpu()  # one GPU per job on multi-GPU workstations; a no-op under SLURM or
 run_logged(
     sm.log[0], train_model, sm.params.method, sm.params.detector, sm.input.train, sm.input.val,
     Path(sm.output.weights).parent, sm.params.seed, key=(sm.wildcards.model, sm.wildcards.trainset),
-    train_on=sm.params.train_on, procedure=sm.params.procedure,
+    train_on=sm.params.train_on, procedure=sm.params.procedure, compute=sm.params.compute,
 )

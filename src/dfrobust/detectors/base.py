@@ -11,6 +11,7 @@ balanced, what is made on the fly).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -213,7 +214,30 @@ class Detector(Configurable, nn.Module):
         if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
             raise ValueError(f"{self.name}: expected {self.input_size}px faces, got {tuple(images.shape)}")
         images = images.to(self._mean.device, non_blocking=True)
-        return (images.float() - self._mean) / self._std
+        images = (images.float() - self._mean) / self._std
+        if self.compute["channels_last"] and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    # -- how it computes (the `compute` config block): not part of the model -------
+    compute: ClassVar[dict[str, Any]] = {"precision": "fp32", "channels_last": False}
+
+    def set_compute(self, cfg: dict | None) -> "Detector":
+        """bf16 autocast and channels-last memory for training and scoring; the
+        weights stay float32, so a model saved either way is the same model."""
+        cfg = {**Detector.compute, **(cfg or {})}
+        if cfg["precision"] not in ("fp32", "bf16"):
+            raise InputError(f"config key 'compute.precision': expected fp32 or bf16, got {cfg['precision']!r}")
+        self.compute = cfg
+        if cfg["channels_last"]:
+            self.to(memory_format=torch.channels_last)
+        return self
+
+    def autocast(self):
+        """The context of every forward pass: bf16 autocast on the model's device, or nothing."""
+        if self.compute["precision"] == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self._mean.device.type, dtype=torch.bfloat16)
 
     def loss(self, output: Any, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -9,7 +9,6 @@ class keeping its size) so every replicate has both classes and a defined AUC.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def rank_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -18,6 +17,8 @@ def rank_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     `labels` is one 0/1 vector shared by all rows; works on a 1-d score
     vector too (returns a 0-d array).
     """
+    from scipy.stats import rankdata  # here, not at import: scipy.stats costs ~1 s, and score jobs never rank
+
     labels = np.asarray(labels).astype(bool)
     ranks = rankdata(scores, axis=-1)
     n_pos = labels.sum()

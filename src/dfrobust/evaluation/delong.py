@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm, rankdata
 
 from dfrobust.evaluation.metrics import MetricsInputError, video_scores
 
@@ -30,6 +29,8 @@ def structural_components(labels: np.ndarray, scores: np.ndarray) -> tuple[float
     v10[i] = P(score of fake i > score of a random real) (+1/2 for ties),
     v01[j] = P(score of a random fake > score of real j); both average to the AUC.
     """
+    from scipy.stats import rankdata  # lazily: scipy.stats costs ~1 s to import
+
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=float)
     pos, neg = scores[labels], scores[~labels]
@@ -47,6 +48,8 @@ def delong_test(labels: np.ndarray, scores1: np.ndarray, scores2: np.ndarray) ->
     Identical scores give z = 0, p = 1. Needs at least two samples per class
     (the covariance of the structural components is undefined otherwise).
     """
+    from scipy.stats import norm
+
     labels = np.asarray(labels).astype(int)
     scores1 = np.asarray(scores1, dtype=float)
     scores2 = np.asarray(scores2, dtype=float)

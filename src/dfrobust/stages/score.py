@@ -16,7 +16,6 @@ import pandas as pd
 from dfrobust.core import provenance
 from dfrobust.core.errors import InputError
 from dfrobust.core.io import atomic_path, write_json
-from dfrobust.evaluation.metrics import compute_metrics, read_scores
 from dfrobust.media.store import FaceShard
 from dfrobust.media.windows import stored_length
 from dfrobust.core.runlog import log
@@ -54,14 +53,16 @@ def score_faces(detector, shard_paths: list[str | Path], batch_size: int = 64) -
 
 
 def score_copy(model_dir: str | Path, shard_paths: list[str | Path], out_csv: str | Path,
-               batch_size: int = 64, device: str | None = None) -> pd.DataFrame:
-    """Load the model, score every face of the copy, write the per-frame CSV atomically."""
+               batch_size: int = 64, device: str | None = None, compute: dict | None = None) -> pd.DataFrame:
+    """Load the model, score every face of the copy (under the `compute` block's precision
+    and memory layout), write the per-frame CSV atomically."""
     from dfrobust.detectors.inference import load_trained
 
-    detector = load_trained(model_dir, device=device)
+    detector = load_trained(model_dir, device=device).set_compute(compute)
     log(f"scoring {len(shard_paths)} shard(s) with {model_dir} (epoch {detector.trained['epoch']}, "
         f"val AUC {detector.trained['val_auc']:.4f})")
-    table = score_faces(detector, shard_paths, batch_size)
+    with detector.autocast():
+        table = score_faces(detector, shard_paths, batch_size)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.8g")
     log(f"wrote {out_csv}: {len(table)} faces of {table['video_id'].nunique()} videos")
@@ -89,6 +90,9 @@ def evaluate_file(
     file and of any extra `inputs`).
     """
     seed = int(config.get("seed", 0) if seed is None else seed)
+    # here, not at import: sklearn and scipy cost ~1 s per score job, which never computes metrics
+    from dfrobust.evaluation.metrics import compute_metrics, read_scores
+
     frames = read_scores(scores_path)
     if cell.get("manipulations"):
         frames = frames[(frames["label"] == 0) | frames["manipulation"].isin(cell["manipulations"])]

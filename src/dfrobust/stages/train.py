@@ -19,12 +19,12 @@ from dfrobust.training import train
 
 
 def train_model(method: str, cfg: dict, train_shards, val_shards, out_dir: str | Path, seed: int,
-                key: tuple[str, str], train_on=None, procedure: dict | None = None) -> dict:
+                key: tuple[str, str], train_on=None, procedure: dict | None = None, compute: dict | None = None) -> dict:
     """Train detector `method` on the given face shards (reals and the fakes of
     `train_on`), with the job's own seed, derived from the master seed and the
     model's key (its name and training set, e.g. ("xception", "c23"))."""
     return train(method, cfg, list(train_shards), list(val_shards), Path(out_dir), derive_seed(seed, "train", *key),
-                 manipulations=train_on, procedure=procedure)
+                 manipulations=train_on, procedure=procedure, compute=compute)
 
 
 def fetch_pretrained(method: str, cfg: dict, marker: str | Path) -> dict:

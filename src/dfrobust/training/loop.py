@@ -20,7 +20,6 @@ directory as a whole) for a restarted job to find it.
 from __future__ import annotations
 
 import math
-import os
 import platform
 import tempfile
 import time
@@ -75,11 +74,18 @@ def selects(rule: str, aucs: Sequence[float], best_auc: float) -> bool:
     return aucs[-1] > best_auc
 
 
+def loader_workers(device: torch.device) -> int:
+    """Data-loader processes by default: none on a CPU (the cores train); on a GPU the
+    job's CPU threads but one (torch's thread count, which the train rule sets to
+    resources.gpu.cpus_per_gpu), the main process feeding the GPU."""
+    return max(0, torch.get_num_threads() - 1) if device.type == "cuda" else 0
+
+
 def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
     """(mean loss, fake probabilities, labels) over a loader, in eval mode."""
     detector.eval()
     total, probs, labels = 0.0, [], []
-    with torch.inference_mode():
+    with torch.inference_mode(), detector.autocast():
         for images, y in loader:
             x = detector.preprocess(images)
             y = y.to(x.device)
@@ -93,17 +99,22 @@ def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray,
 
 def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val_shards: Sequence[str | Path],
           out_dir: str | Path, seed: int, device: str | None = None, log: Callable[[str], None] = print,
-          num_workers: int | None = None, procedure: dict | None = None, manipulations=None) -> dict:
+          num_workers: int | None = None, procedure: dict | None = None, manipulations=None,
+          compute: dict | None = None) -> dict:
     """Train `method` with its config block `cfg`; see the module docstring for outputs.
 
     procedure: the training procedure and its settings ({"name": "pim", ...};
     None: plain), see dfrobust.training.procedures.
     manipulations: train and select only on the reals and these manipulations'
     fakes (None: every video of the shards).
+    compute: the `compute` config block (precision, channels_last; None: float32).
 
-    num_workers: data-loader processes; None: 0 on CPU (the cores train),
-    up to 8 on a GPU (SBI's blending would starve it). Every sample draws
-    from its own seeded generator, so the result does not depend on it.
+    num_workers: data-loader processes; None: 0 on CPU (the cores train);
+    on a GPU, the job's CPU threads but one (torch's thread count, which the
+    train rule sets to its threads = resources.gpu.cpus_per_gpu), the main
+    process feeding the GPU: SBI's blending would starve it otherwise. Every
+    sample draws from its own seeded generator, so the result does not
+    depend on it.
     Returns a summary: selected_epoch, best_val_auc, epochs, resumed_after.
     """
     out_dir = Path(out_dir)
@@ -118,11 +129,11 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
         raise InputError(f"config key 'detectors.{method}': epochs must be >= 1 and batch_size >= 2")
     dev = pick_device(device)
     if num_workers is None:
-        num_workers = min(8, len(os.sched_getaffinity(0)) - 1) if dev.type == "cuda" else 0
+        num_workers = loader_workers(dev)
     loader_kw = {"collate_fn": cat_collate, "num_workers": num_workers, "pin_memory": dev.type == "cuda"}
 
     seed_everything(seed)
-    detector = build_detector(method, resolved).to(dev)
+    detector = build_detector(method, resolved).to(dev).set_compute(compute)
     if detector.weights_report:
         log(f"{method}: {detector.weights_report}")
     steps = build_procedure(procedure, detector)
@@ -199,7 +210,8 @@ def _run_epoch(detector, steps, optimizer, scheduler, pool, val_loader, epoch, e
     losses, n_images, last_report = [], 0, t0
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"{detector.name} epoch {epoch}/{epochs}",
                                                  disable=None, leave=False, mininterval=10), start=1):
-        losses.append(steps.step(optimizer, images, labels, f"epoch {epoch}, step {step}"))
+        with detector.autocast():  # every pass of the procedure's step (backward included: bf16 keeps float32's range)
+            losses.append(steps.step(optimizer, images, labels, f"epoch {epoch}, step {step}"))
         n_images += len(labels)
         if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # logs are not terminals: no tqdm there
             last_report = time.perf_counter()
