@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -29,6 +30,20 @@ from dfrobust.training import train_step
 from dfrobust.training.data import FacePool
 from dfrobust.training.optim import build_optimizer
 from dfrobust.training.synthetic import synthetic_videos
+
+
+# Training images/s on a GPU, for the loader workers a detector needs: timm's published training
+# benchmark (huggingface/pytorch-image-models, results/benchmark-train-amp-nhwc-pt112-cu113-rtx3090.csv:
+# RTX 3090, AMP, channels-last) for each detector's backbone at (about) its paper input size. A data-centre
+# GPU (A100, H100, H200) trains faster still, so the worker counts below are lower bounds for it.
+GPU_RATES = {
+    "xception": ("xception @299", 497.6),
+    "sbi": ("tf_efficientnet_b4_ap @380", 242.1),
+    "efficientnet_b4": ("tf_efficientnet_b4 @380", 241.8),
+    "convnext_base": ("convnext_base @224", 338.7),
+    "resnet50": ("resnet50 @224", 1218.0),
+    "two_branch": ("densenet121 @224 (per face)", 913.7),
+}
 
 
 def synthetic_pool(size: int, n: int) -> FacePool:
@@ -107,7 +122,8 @@ def main(argv=None) -> int:
     names = args.detectors or available_detectors()
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({where}); torch {torch.__version__}", flush=True)
-    header = f"{'detector':<10} {'input':>5} {'batch':>5} {'params(M)':>9} {'img/s':>8} {'best':>8} {'img/CPU-s':>9} {'data img/s':>10}"
+    header = (f"{'detector':<15} {'input':>5} {'batch':>5} {'params(M)':>9} {'img/s':>8} {'best':>8} {'img/CPU-s':>9} "
+              f"{'data img/s':>10} {'workers@3090':>12}")
     print(header + "\n" + "-" * len(header), flush=True)
     results = []
     for name in names:
@@ -117,9 +133,15 @@ def main(argv=None) -> int:
         row = {"detector": name, "input_size": size, "batch": batch, "device": str(device)}
         row.update(bench_step(name, size, batch, args.steps, args.warmup, device))
         row["data_img_per_s"] = float("nan") if args.no_data else bench_data(name, size, batch)
+        # loader workers (one core each) that keep up with the cited GPU rate at this input size
+        source, rate = GPU_RATES.get(name, (None, float("nan")))
+        row["gpu_rate_source"], row["gpu_img_per_s"] = source, rate
+        row["workers_for_gpu"] = math.ceil(rate / row["data_img_per_s"]) if rate == rate and row["data_img_per_s"] > 0 else None
         results.append(row)
-        print(f"{name:<10} {size:>5} {batch:>5} {row['params_m']:>9.1f} {row['img_per_s']:>8.1f} "
-              f"{row['img_per_s_best']:>8.1f} {row['img_per_cpu_s']:>9.1f} {row['data_img_per_s']:>10.1f}", flush=True)
+        workers = "n/a" if row["workers_for_gpu"] is None else str(row["workers_for_gpu"])
+        print(f"{name:<15} {size:>5} {batch:>5} {row['params_m']:>9.1f} {row['img_per_s']:>8.1f} "
+              f"{row['img_per_s_best']:>8.1f} {row['img_per_cpu_s']:>9.1f} {row['data_img_per_s']:>10.1f} {workers:>12}",
+              flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": where, "torch": torch.__version__, "results": results}, fh, indent=2)
