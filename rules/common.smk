@@ -29,6 +29,9 @@ config.clear()
 config.update(_validated)
 
 FACES = config["faces"]
+# RetinaFace (SBI's boxes, or the face detector itself) is a GPU network: 16-52 s a frame on a CPU
+RETINAFACE = bool(FACES["retinaface"]["weights"]) or FACES["detector"] == "retinaface"
+FACE_FAMILY = "gpu" if RETINAFACE else "cpu"
 SPLITS = list(ffpp.SPLITS)
 DATASETS = PLAN.datasets
 DEMO_BUILDS = [name for name, d in DATASETS.items() if d.is_demo]
@@ -97,6 +100,8 @@ OPERATION_NAMES = list(OPERATION_PARAMS)
 IDENTITY = {op.name for op in OPERATIONS if op.is_identity}  # scored straight from the face shards
 KEPT_OPERATIONS = [op.name for op in OPERATIONS if op.keep_videos]  # their full videos are outputs too
 BASE_QUALITY = config["operations"]["base_quality"]
+# test copies find faces again only with operations.faces: redetect (else they reuse the clean boxes)
+COPY_FAMILY = FACE_FAMILY if config["operations"]["faces"] == "redetect" else "cpu"
 
 
 def copy_shards(dataset, quality, operation, ext="npz"):

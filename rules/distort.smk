@@ -36,7 +36,7 @@ if config["operations"]["one_decode"]:
             "benchmarks/distorted/{dataset}/{quality}/one_decode/shard_{shard}.tsv"
         threads: 1
         resources:
-            **rule_resources("cpu"),
+            **rule_resources(COPY_FAMILY),
         conda:
             "../envs/dfrobust.yaml"
         script:
@@ -64,7 +64,7 @@ else:
             "benchmarks/distorted/{dataset}/{quality}/{operation}/shard_{shard}.tsv"
         threads: 1
         resources:
-            **rule_resources("cpu"),
+            **rule_resources(COPY_FAMILY),
         conda:
             "../envs/dfrobust.yaml"
         script:

@@ -18,7 +18,7 @@ rule extract_faces:
         "benchmarks/faces/{dataset}/{quality}/{split}/shard_{shard}.tsv"
     threads: 1
     resources:
-        **rule_resources("cpu"),
+        **rule_resources(FACE_FAMILY),
     conda:
         "../envs/dfrobust.yaml"
     script:

@@ -24,6 +24,26 @@ def test_default_config_plans_the_demo_build_and_every_face_job(tmp_path):
     assert job_counts(proc.stdout) == {"demo_dataset": 2, "dataset_index": 2, "extract_faces": 20, "faces": 1}
 
 
+def test_face_and_copy_jobs_ask_for_a_gpu_where_retinaface_runs(tmp_path):
+    """With RetinaFace weights (SBI's boxes), face jobs are GPU jobs (16-52 s a frame on a CPU);
+    test copies too when they find faces again (operations.faces: redetect), else they stay CPU jobs."""
+    weights = tmp_path / "retinaface_resnet50_2020-07-20.pth"
+    weights.write_bytes(b"")
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["faces"]["retinaface"] = {"weights": str(weights)}
+    asks_gpu = {}
+    for faces in ("reuse", "redetect"):
+        config["operations"]["faces"] = faces
+        (tmp_path / faces).mkdir()
+        proc = run(workdir_with(tmp_path / faces, config), "-n", "-p", "results/table1.csv")
+        for block in proc.stdout.split("\nrule ")[1:]:
+            rule = block.split(":", 1)[0]
+            if rule in ("extract_faces", "distort_copy"):
+                asks_gpu.setdefault((faces, rule), set()).add(bool(re.search(r"resources:.*\bgpu=1\b", block)))
+    assert asks_gpu == {("reuse", "extract_faces"): {True}, ("reuse", "distort_copy"): {False},
+                        ("redetect", "extract_faces"): {True}, ("redetect", "distort_copy"): {True}}, asks_gpu
+
+
 def test_default_config_plans_its_declared_tables_on_shared_work(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
     counts = job_counts(run(workdir, "-n", "tables").stdout)

@@ -4,11 +4,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
+from dfrobust.core.gpu import claim_gpu
 from dfrobust.core.provenance import collect
 from dfrobust.core.runlog import run_logged
 from dfrobust.stages.distort import distort_shard
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+if sm.resources.get("gpu"):  # RetinaFace finds the faces again here (operations.faces: redetect): one GPU per job
+    claim_gpu()
 operations = sm.params.operations if hasattr(sm.params, "operations") else [sm.params.operation]
 outputs = [sm.output.npz] if isinstance(sm.output.npz, str) else list(sm.output.npz)
 kept = dict(zip(sm.params.kept, sm.output.videos)) if hasattr(sm.output, "videos") else {}

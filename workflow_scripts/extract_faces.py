@@ -4,10 +4,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.stages.faces import run_face_shard
+from dfrobust.core.gpu import claim_gpu
 from dfrobust.core.provenance import collect
 from dfrobust.core.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+if sm.resources.get("gpu"):  # RetinaFace runs here (faces.retinaface.weights): one GPU per job
+    claim_gpu()
 provenance = collect({"faces": sm.params.faces, "ffmpeg": sm.params.ffmpeg}, [sm.input.index], seed=None,
                      extra={"rule": sm.rule})
 run_logged(
