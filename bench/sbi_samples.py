@@ -25,6 +25,37 @@ import numpy as np
 import torch
 
 
+def stored_crop_pool(det, items: int, face: int = 200, width: int = 854, height: int = 480):
+    """A pool of `items` stored crops of one real face (the Grace Hopper photo, its face `face` px wide
+    in a width x height frame), stored as the workflow stores them (1.4x, 484 px) and viewed by `det`:
+    what a detector that cuts its faces from stored crops (SBI) trains on. Returns (pool, record, frame,
+    box, landmarks)."""
+    from dfrobust.datasets.demo_identities import source_photos
+    from dfrobust.media.detect import DlibHogDetector, LandmarkPredictor
+    from dfrobust.media.faces import face_of
+    from dfrobust.media.store import record_from_faces
+    from dfrobust.training.data import FacePool
+
+    photo = source_photos()[0]
+    boxes, _ = DlibHogDetector(1).detect(photo.image)
+    scale = face / (boxes[0][2] - boxes[0][0])
+    image = cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((height, width, 3), 90, np.uint8)
+    h, w = min(height, image.shape[0]), min(width, image.shape[1])
+    x0 = (width - w) // 2
+    frame[:h, x0:x0 + w] = image[:h, :w]
+    box = DlibHogDetector(1).detect(frame)[0][0]
+    landmarks = LandmarkPredictor()(frame, box)
+    retina = box + np.array([0.05, -0.3, -0.05, 0.05]) * (box[2] - box[0])
+    faces = [face_of(frame, i, box, landmarks, 1.4, 484, retina) for i in range(items)]
+    record = record_from_faces("original/000", "original", 0, faces, np.arange(items), 484)
+    record.meta.update(width=width, height=height)
+    parts = det.pool_view(record, np.arange(items))
+    pool = FacePool(crops=parts[0], landmarks=parts[1], labels=np.zeros(items, np.int64),
+                    video_index=np.zeros(items, np.int64), geometry=parts[2])
+    return pool, record, frame, box, landmarks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--face", type=int, default=200, help="face box side in frame pixels")
@@ -34,33 +65,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from dfrobust.datasets.demo_identities import source_photos
     from dfrobust.detectors import build_detector
-    from dfrobust.media.detect import DlibHogDetector, LandmarkPredictor
-    from dfrobust.media.faces import face_of
-    from dfrobust.media.store import record_from_faces
-    from dfrobust.training.data import FacePool
 
     width, height = (int(v) for v in args.frame.split("x"))
-    photo = source_photos()[0]
-    boxes, _ = DlibHogDetector(1).detect(photo.image)
-    scale = args.face / (boxes[0][2] - boxes[0][0])
-    image = cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    frame = np.full((height, width, 3), 90, np.uint8)
-    h, w = min(height, image.shape[0]), min(width, image.shape[1])
-    x0 = (width - w) // 2
-    frame[:h, x0:x0 + w] = image[:h, :w]
-    box = DlibHogDetector(1).detect(frame)[0][0]
-    landmarks = LandmarkPredictor()(frame, box)
-    retina = box + np.array([0.05, -0.3, -0.05, 0.05]) * (box[2] - box[0])
-    faces = [face_of(frame, i, box, landmarks, 1.4, 484, retina) for i in range(args.items)]
-    record = record_from_faces("original/000", "original", 0, faces, np.arange(args.items), 484)
-    record.meta.update(width=width, height=height)
-
     det = build_detector("sbi", {"pretrained": False})
-    parts = det.pool_view(record, np.arange(args.items))
-    pool = FacePool(crops=parts[0], landmarks=parts[1], labels=np.zeros(args.items, np.int64),
-                    video_index=np.zeros(args.items, np.int64), geometry=parts[2])
+    pool, record, frame, box, landmarks = stored_crop_pool(det, args.items, args.face, width, height)
     print(f"face {args.face} px in {width}x{height}: stored crop {int(record.crop_boxes[0][2] - record.crop_boxes[0][0])} px "
           f"of frame -> 484 px; SBI input {det.input_size}")
     for train in (True, False):

@@ -93,7 +93,13 @@ def bench_step(name: str, size: int, batch: int, steps: int, warmup: int, device
 def bench_data(name: str, size: int, batch: int) -> float:
     """Images per second of the detector's training items (uint8, collated), one process."""
     det = build_detector(name, {"input_size": size, "pretrained": False})
-    ds = det.train_dataset(synthetic_pool(size, 2 * batch), seed=0)
+    if det.keeps_stored_crops:  # SBI blends from stored crops at the video's resolution: a real face's
+        from sbi_samples import stored_crop_pool  # (bench/, beside this script)
+
+        pool = stored_crop_pool(det, 2 * batch)[0]
+    else:
+        pool = synthetic_pool(size, 2 * batch)
+    ds = det.train_dataset(pool, seed=0)
     n_items = max(1, batch // ds.images_per_item)
     t0 = time.perf_counter()
     images, _ = cat_collate([ds[i % len(ds)] for i in range(n_items)])
