@@ -48,9 +48,9 @@ def test_default_config_plans_its_declared_tables_on_shared_work(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
     counts = job_counts(run(workdir, "-n", "tables").stdout)
     # cross_manipulation: 2 models trained on one manipulation each, scored once on the c23 test copy, metrics
-    # for each of the 4 single-manipulation test sets; cross_dataset: Table I's 8 models on FF++ raw (Table I's
-    # clean cell) and on Celeb-DF (8 new scores)
-    assert counts["train"] == 10 and counts["score"] == 2 + 8 * 2 and counts["metrics"] == 2 * 4 + 8 * 2
+    # for each of the 4 single-manipulation test sets; cross_dataset: Table I's 10 models (8 + PIM and BAT rows)
+    # on FF++ raw (Table I's clean cell) and on Celeb-DF (10 new scores)
+    assert counts["train"] == 12 and counts["score"] == 2 + 10 * 2 and counts["metrics"] == 2 * 4 + 10 * 2, counts
     assert counts["table"] == 2 and counts["demo_dataset"] == 2
 
 
