@@ -26,18 +26,14 @@ import time
 import torch
 
 from dfrobust.detectors import build_detector, resolve_config
-from dfrobust.detectors.inference import pick_device
 from dfrobust.training.blur import gaussian_weights, pixel_blur
 from dfrobust.training.optim import build_optimizer
 from dfrobust.training.procedures import build_procedure
 
+from benchutil import bench_device, sync
+
 PROCEDURES = ["plain", "grad_aat", "grad_sat", "grad_bat", "gen_bat", "two_gen_bat", "combined_at"]
 GENERATORS = ("gen_bat", "two_gen_bat", "combined_at")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench(detector: str, settings: dict, procedure: dict, batch: int, steps: int, warmup: int,
@@ -118,17 +114,12 @@ def main(argv=None) -> int:
     parser.add_argument("--blur-only", action="store_true", help="time the blur operator (k = 9) against the unfold formula")
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    device, where = bench_device(args.device, args.threads)
     settings = {"pretrained": False, "input_size": args.size, "batch_size": args.batch}
     if args.backbone:
         settings["backbone"] = args.backbone
     generator = {k: v for k, v in (("generator_width", args.generator_width), ("generator_blocks", args.generator_blocks))
                  if v is not None}
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     if args.blur_only:
         print(f"device: {device} ({where}); blur forward + backward, {args.batch} x 3 x {args.size}^2, k = 9", flush=True)
         rows = bench_blur(args.size, args.batch, 9, args.steps, device)

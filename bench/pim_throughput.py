@@ -25,14 +25,10 @@ import time
 import torch
 
 from dfrobust.detectors import build_detector, detector_class
-from dfrobust.detectors.inference import pick_device
 from dfrobust.training.optim import build_optimizer
 from dfrobust.training.procedures import build_procedure
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from benchutil import bench_device, sync
 
 
 def main(argv=None) -> int:
@@ -49,15 +45,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    device, where = bench_device(args.device, args.threads)
     defaults = detector_class(args.detector).defaults
     size = defaults["input_size"] if args.paper else args.size
     batch = defaults["batch_size"] if args.paper else args.batch
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{args.detector} at {size} px, batch {batch}; device: {device} ({where}); torch {torch.__version__}", flush=True)
 
     runs = {}

@@ -25,11 +25,12 @@ import torch
 
 from dfrobust.detectors import available_detectors, build_detector, detector_class
 from dfrobust.detectors.base import cat_collate
-from dfrobust.detectors.inference import pick_device
 from dfrobust.training import train_step
 from dfrobust.training.data import FacePool
 from dfrobust.training.optim import build_optimizer
 from dfrobust.training.synthetic import synthetic_videos
+
+from benchutil import bench_device, sync
 
 
 # Training images/s on a GPU, for the loader workers a detector needs: timm's published training
@@ -54,11 +55,6 @@ def synthetic_pool(size: int, n: int) -> FacePool:
     return FacePool(crops=crops, landmarks=np.concatenate([r.landmarks for r in records])[:n],
                     labels=np.concatenate([[r.label] * r.n_faces for r in records])[:n].astype(np.int64),
                     video_index=np.zeros(len(crops), np.int64), videos=[])
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_step(name: str, size: int, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
@@ -120,13 +116,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    device, where = bench_device(args.device, args.threads)
     names = args.detectors or available_detectors()
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({where}); torch {torch.__version__}", flush=True)
     header = (f"{'detector':<15} {'input':>5} {'batch':>5} {'params(M)':>9} {'img/s':>8} {'best':>8} {'img/CPU-s':>9} "
               f"{'data img/s':>10} {'workers@3090':>12}")
