@@ -24,7 +24,10 @@ from dfrobust.detectors.base import resize_crops, to_tensor
 from dfrobust.detectors.inference import pick_device
 from dfrobust.detectors.registry import build_detector
 from dfrobust.stages.score import score_faces
-from dfrobust.media.store import FaceRecord, write_shard
+from dfrobust.media.store import write_shard
+from dfrobust.training.synthetic import synthetic_record
+
+from benchutil import sync
 
 
 def make_shards(folder: Path, n_faces: int, crop: int, per_video: int = 32, per_shard: int = 25) -> list[Path]:
@@ -32,11 +35,8 @@ def make_shards(folder: Path, n_faces: int, crop: int, per_video: int = 32, per_
     videos = []
     for v in range(max(1, n_faces // per_video)):
         crops = rng.integers(0, 256, (per_video, crop, crop, 3), dtype=np.uint8)
-        videos.append(FaceRecord(
-            video_id=f"original/{v:03d}", manipulation="original", label=v % 2, crops=crops,
-            frame_indices=np.arange(per_video), boxes=np.zeros((per_video, 4), np.float32),
-            crop_boxes=np.zeros((per_video, 4), np.int32), landmarks=np.zeros((per_video, 68, 2), np.float32),
-            sampled_indices=np.arange(per_video)))
+        videos.append(synthetic_record(f"original/{v:03d}", "original", v % 2, crops, np.zeros((per_video, 68, 2)),
+                                       np.arange(per_video)))
     paths = []
     for k in range(0, len(videos), per_shard):
         path = folder / f"shard_{k // per_shard:03d}.npz"
@@ -45,11 +45,6 @@ def make_shards(folder: Path, n_faces: int, crop: int, per_video: int = 32, per_
                                    "status": "ok"} for r in chunk], {})
         paths.append(path)
     return paths
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:

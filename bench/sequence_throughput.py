@@ -27,11 +27,9 @@ from dfrobust.detectors import build_detector
 from dfrobust.detectors.inference import pick_device
 from dfrobust.media.store import FaceRecord
 from dfrobust.training.optim import build_optimizer
+from dfrobust.training.synthetic import synthetic_record
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from benchutil import sync
 
 
 def records(n_videos: int, windows: int, length: int, crop: int, seed: int = 0) -> list[FaceRecord]:
@@ -41,11 +39,8 @@ def records(n_videos: int, windows: int, length: int, crop: int, seed: int = 0) 
     for v in range(n_videos):
         frames = (np.arange(windows)[:, None] * 50 + np.arange(length)).ravel().astype(np.int64)
         n = len(frames)
-        out.append(FaceRecord(
-            video_id=f"original/{v:03d}", manipulation="original", label=v % 2,
-            crops=rng.integers(0, 256, (n, crop, crop, 3), dtype=np.uint8), frame_indices=frames,
-            boxes=np.zeros((n, 4), np.float32), crop_boxes=np.zeros((n, 4), np.int32),
-            landmarks=np.zeros((n, 68, 2), np.float32), sampled_indices=frames))
+        out.append(synthetic_record(f"original/{v:03d}", "original", v % 2,
+                                    rng.integers(0, 256, (n, crop, crop, 3), dtype=np.uint8), np.zeros((n, 68, 2)), frames))
     return out
 
 

@@ -85,11 +85,11 @@ def synthetic_videos(n_real: int, fakes_per_real: int = 1, frames: int = 4, size
             lms.append(lm)
         crops, lms = np.stack(crops), np.stack(lms)
         real_id = f"{v:03d}"
-        records.append(_record(f"original/{real_id}", "original", 0, crops, lms))
+        records.append(synthetic_record(f"original/{real_id}", "original", 0, crops, lms))
         for j in range(fakes_per_real):
             method = methods[j % len(methods)]
             fake = np.stack([manipulate(c, lm, rng) for c, lm in zip(crops, lms)])
-            records.append(_record(f"{method}/{real_id}_{(v + j + 1) % max(n_real, 2):03d}", method, 1, fake, lms))
+            records.append(synthetic_record(f"{method}/{real_id}_{(v + j + 1) % max(n_real, 2):03d}", method, 1, fake, lms))
     return records
 
 
@@ -113,12 +113,17 @@ def write_synthetic_shards(out_dir: str | Path, records: list[FaceRecord], per_s
     return paths
 
 
-def _record(video_id: str, manipulation: str, label: int, crops: np.ndarray, lms: np.ndarray) -> FaceRecord:
+def synthetic_record(video_id: str, manipulation: str, label: int, crops: np.ndarray, lms: np.ndarray,
+                     frames: np.ndarray | None = None) -> FaceRecord:
+    """A FaceRecord of these crops with the geometry a detector cuts its faces by: each crop is
+    its own crop box (the whole frame) around a face box in its middle. `frames`: the frame
+    of each crop (default every 10th)."""
     n, size = len(crops), crops.shape[1]
+    frames = np.arange(n, dtype=np.int64) * 10 if frames is None else np.asarray(frames, np.int64)
     boxes = np.tile(np.array([[0.15, 0.1, 0.85, 0.9]], np.float32) * size, (n, 1))
     return FaceRecord(
         video_id=video_id, manipulation=manipulation, label=label, crops=crops,
-        frame_indices=np.arange(n, dtype=np.int64) * 10, boxes=boxes,
+        frame_indices=frames, boxes=boxes,
         crop_boxes=np.tile(np.array([[0, 0, size, size]], np.int32), (n, 1)),
-        landmarks=lms.astype(np.float32), sampled_indices=np.arange(n, dtype=np.int64) * 10,
+        landmarks=lms.astype(np.float32), sampled_indices=frames,
     )
