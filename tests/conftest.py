@@ -103,6 +103,32 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+# -- a training job killed and resumed ------------------------------------------------------
+
+class Killed(Exception):
+    """A training job killed mid-run (raised from its log callback)."""
+
+
+def train_killed_and_resumed(method: str, cfg: dict, shards, tmp_path: Path, kill_after: int, **kwargs):
+    """Train `method` straight into tmp_path/straight; and into tmp_path/resumed, killed once
+    epoch `kill_after` is logged (a checkpoint, no weights yet), then run again. Returns
+    (straight, resumed, the resumed run's summary, its log messages)."""
+    from dfrobust.training import train
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(method, cfg, *shards, straight, seed=3, log=lambda m: None, **kwargs)
+
+    def kill(message):
+        if f"epoch {kill_after}/{cfg['epochs']}: train_loss" in message:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(method, cfg, *shards, resumed, seed=3, log=kill, **kwargs)
+    assert not (resumed / "weights.pt").exists() and (resumed / "checkpoint.pt").exists()
+    messages = []
+    summary = train(method, cfg, *shards, resumed, seed=3, log=messages.append, **kwargs)
+    return straight, resumed, summary, messages
+
 # -- the workflow on a config (tests/test_workflow.py, tests/test_zoo.py) ----------------
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")

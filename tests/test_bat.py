@@ -12,12 +12,11 @@ import yaml
 from torch.nn import functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from conftest import REPO
+from conftest import REPO, train_killed_and_resumed
 from dfrobust.core.errors import InputError
 from dfrobust.detectors import build_detector, resolve_config
 from dfrobust.detectors.augment import Augmenter
 from dfrobust.detectors.base import to_tensor
-from dfrobust.training import train
 from dfrobust.training.blur import gaussian_weights, offsets, pixel_blur
 from dfrobust.training.flow import flow_smoothness, warp
 from dfrobust.training.generator import BlurGenerator
@@ -294,10 +293,6 @@ def test_adversarial_weight_scales_the_adversarial_term(trained_xception):
         assert equal.joint_loss(inputs, y, "t").item() == pytest.approx(together.item(), rel=1e-5)
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("name", ["two_gen_bat", "grad_sat"])
 def test_resume_restores_the_generators(tmp_path, name):
     """A killed two_gen_bat run resumes detector, generators and their optimisers to the same weights
@@ -309,19 +304,8 @@ def test_resume_restores_the_generators(tmp_path, name):
            "frames_per_video": 3, "val_frames_per_video": 2, "drop_rate": 0.0,
            "optimizer": {"name": "radam", "lr": 5e-4, "weight_decay": 5e-4},
            "lr_schedule": {"name": "step", "step_epochs": 1, "gamma": 0.1}}
-    procedure = small(name)
-    straight = tmp_path / "straight"
-    train("xception", cfg, *shards, straight, seed=3, log=lambda m: None, procedure=procedure)
-
-    def kill_after_first_epoch(message):
-        if "epoch 1/2: train_loss" in message:
-            raise Killed
-
-    resumed = tmp_path / "resumed"
-    with pytest.raises(Killed):
-        train("xception", cfg, *shards, resumed, seed=3, log=kill_after_first_epoch, procedure=procedure)
-    messages = []
-    summary = train("xception", cfg, *shards, resumed, seed=3, log=messages.append, procedure=procedure)
+    straight, resumed, summary, messages = train_killed_and_resumed("xception", cfg, shards, tmp_path, kill_after=1,
+                                                                    procedure=small(name))
     assert summary["resumed_after"] == [1] and any("resuming" in m for m in messages)
 
     a = torch.load(straight / "checkpoint.pt", weights_only=True)

@@ -6,7 +6,6 @@ inference and from the saved model, resume, and each model fitting 16 faces."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,14 +19,14 @@ from dfrobust.detectors import build_detector, detector_class, resize_crops
 from dfrobust.detectors.augment import Augmenter
 from dfrobust.detectors.base import Detector, to_tensor
 from dfrobust.plan import build_plan
-from dfrobust.training import SAM, train
+from dfrobust.training import SAM
 from dfrobust.training.optim import build_optimizer
 from dfrobust.training.procedures import PROCEDURES, build_procedure
 from dfrobust.training.procedures.base import Plain
 from dfrobust.training.procedures.pim import PerturbationInjection, default_sites, inject
 from dfrobust.training.synthetic import synthetic_videos, write_synthetic_shards
 
-from conftest import REPO
+from conftest import REPO, train_killed_and_resumed
 from test_datasets import make_celebdf, make_dfd, make_dfdc
 
 TINY = {"input_size": 32, "pretrained": False}
@@ -297,27 +296,14 @@ def shards(tmp_path_factory):
             write_synthetic_shards(root / "val", synthetic_videos(2, 2, frames=4, size=48, seed=1), split="val"))
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("pim", [{"name": "pim", "r": 0.1}, {"name": "dualflat", "r": 0.1, "alpha": 0.5, "beta": 0.3}])
 def test_training_resumes_to_the_same_weights_and_exports_the_plain_backbone(shards, tmp_path, pim):
     import timm
 
     cfg = {**TINY, "backbone": "convnext_atto", "epochs": 2, "batch_size": 8, "frames_per_video": 2,
            "val_frames_per_video": 1, "drop_path_rate": 0.1, "optimizer": {"lr": 1e-3}}
-    straight = tmp_path / "straight"
-    train("convnext_base", cfg, *shards, straight, seed=3, log=lambda m: None, procedure=pim)
-
-    def kill_after_first_epoch(message):
-        if "epoch 1/2: train_loss" in message:
-            raise Killed
-
-    resumed = tmp_path / "resumed"
-    with pytest.raises(Killed):
-        train("convnext_base", cfg, *shards, resumed, seed=3, log=kill_after_first_epoch, procedure=pim)
-    summary = train("convnext_base", cfg, *shards, resumed, seed=3, log=lambda m: None, procedure=pim)
+    straight, resumed, summary, _ = train_killed_and_resumed("convnext_base", cfg, shards, tmp_path, kill_after=1,
+                                                             procedure=pim)
     assert summary["resumed_after"] == [1]
     assert summary["procedure"] == PROCEDURES.resolve(pim["name"], {k: v for k, v in pim.items() if k != "name"}) | {"name": pim["name"]}
     a = torch.load(straight / "weights.pt", weights_only=True)

@@ -21,6 +21,8 @@ from dfrobust.training.logbook import COLUMNS, read_log
 from dfrobust.training.optim import LinearDecay, build_optimizer, build_scheduler
 from dfrobust.training.synthetic import manipulate, synthetic_videos, write_synthetic_shards
 
+from conftest import train_killed_and_resumed
+
 torch.set_num_threads(2)
 
 
@@ -175,10 +177,6 @@ def test_selection_uses_validation_auc_only(tmp_path):
     assert roc_auc_score(labels, probs) == pytest.approx(aucs[summary["selected_epoch"] - 1], abs=1e-9)
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("method, cfg", [
     ("capsule", {"input_size": 32, "pretrained": False, "epochs": 2, "batch_size": 8, "frames_per_video": 2,
                  "val_frames_per_video": 2}),
@@ -189,19 +187,7 @@ class Killed(Exception):
 def test_resume_after_a_kill_gives_the_same_weights(shards, tmp_path, method, cfg):
     """Capsule has routing noise and dropout, SBI random blends, SAM and a decaying lr:
     all of it must continue exactly where the killed run stopped."""
-    straight = tmp_path / "straight"
-    train(method, cfg, *shards, straight, seed=3, log=lambda m: None)
-
-    def kill_after_first_epoch(message):
-        if "epoch 1/2: train_loss" in message:
-            raise Killed
-
-    resumed = tmp_path / "resumed"
-    with pytest.raises(Killed):
-        train(method, cfg, *shards, resumed, seed=3, log=kill_after_first_epoch)
-    assert not (resumed / "weights.pt").exists() and (resumed / "checkpoint.pt").exists()
-    messages = []
-    summary = train(method, cfg, *shards, resumed, seed=3, log=messages.append)
+    straight, resumed, summary, messages = train_killed_and_resumed(method, cfg, shards, tmp_path, kill_after=1)
     assert any("resuming" in m and "after epoch 1" in m for m in messages)
     assert summary["resumed_after"] == [1]
 

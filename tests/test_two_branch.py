@@ -23,11 +23,12 @@ from dfrobust.media.store import FaceRecord, FaceShard, write_shard
 from dfrobust.media.windows import sample_windows, settings, span, stored_length, window_count, windows_of
 from dfrobust.stages.faces import extract_shard
 from dfrobust.stages.score import score_faces
-from dfrobust.training import train
 from dfrobust.training.data import FacePool, build_pool
 from dfrobust.training.logbook import read_log
 from dfrobust.training.optim import build_optimizer, build_scheduler
 from dfrobust.training.synthetic import synthetic_videos, write_synthetic_shards
+
+from conftest import train_killed_and_resumed
 
 torch.set_num_threads(1)  # DenseNet's many small ops: one thread is faster than two on a shared machine
 
@@ -418,28 +419,14 @@ def test_overfits_eight_synthetic_videos_within_a_few_dozen_steps():
     assert roc_auc_score(y, scores) == 1.0
 
 
-class Killed(Exception):
-    pass
-
-
 def test_trains_resumes_and_scores_windows(tmp_path):
     train_shards = write_synthetic_shards(tmp_path / "train", synthetic_videos(3, 1, frames=8, size=32, seed=0), faces_config=WINDOWS)
     val_shards = write_synthetic_shards(tmp_path / "val", synthetic_videos(2, 1, frames=4, size=32, seed=1), split="val",
                                         faces_config=WINDOWS)
     cfg = {**SMALL, "epochs": 3, "batch_size": 4, "frames_per_video": 8, "val_frames_per_video": 4,
            "lr_schedule": {"patience": 0}}
-    straight = tmp_path / "straight"
-    train("two_branch", cfg, train_shards, val_shards, straight, seed=3, log=lambda m: None)
-
-    def kill_after_second_epoch(message):
-        if "epoch 2/3: train_loss" in message:
-            raise Killed
-
-    resumed = tmp_path / "resumed"
-    with pytest.raises(Killed):
-        train("two_branch", cfg, train_shards, val_shards, resumed, seed=3, log=kill_after_second_epoch)
-    messages = []
-    summary = train("two_branch", cfg, train_shards, val_shards, resumed, seed=3, log=messages.append)
+    straight, resumed, summary, _ = train_killed_and_resumed("two_branch", cfg, (train_shards, val_shards), tmp_path,
+                                                                    kill_after=2)
     assert summary["resumed_after"] == [2]
     a = torch.load(straight / "checkpoint.pt", weights_only=True)
     b = torch.load(resumed / "checkpoint.pt", weights_only=True)
