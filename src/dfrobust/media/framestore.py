@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import re
@@ -66,6 +67,7 @@ class FrameWriter:
         self.exe = exe
         self._tmp = tempfile.TemporaryDirectory(prefix="dfrobust-frames-")
         self.videos: dict[str, dict] = {}
+        self._names = itertools.count()
 
     def target(self, video_id: str, pix_fmt: str | None) -> tuple[Path, dict] | None:
         """(file, ffmpeg output options) for one video's frames, or None when no
@@ -73,7 +75,7 @@ class FrameWriter:
         encoder = lossless_encoder(pix_fmt, self.exe)
         if encoder is None:
             return None
-        return Path(self._tmp.name) / f"{len(self.videos)}.mkv", store_options(encoder, pix_fmt)
+        return Path(self._tmp.name) / f"{next(self._names)}.mkv", store_options(encoder, pix_fmt)
 
     def add(self, video_id: str, path: Path, pix_fmt: str, options: dict, indices) -> None:
         """Record a video whose frames ffmpeg wrote to `path` (the frame numbers in stored order)."""

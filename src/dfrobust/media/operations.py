@@ -100,6 +100,13 @@ class Operation:
                 return "stream"
         return "position" if "position" in scopes else "frame"
 
+    @property
+    def from_stored_frames(self) -> bool:
+        """Whether the test copy starts from the stored sampled frames
+        (dfrobust.media.framestore) instead of the video: a per-frame or position
+        operation that does not keep its full processed videos."""
+        return self.scope in ("frame", "position") and not self.keep_videos
+
     def filters(self) -> list[str]:
         """The filter chain as a list of single filters ([] for identity and codec)."""
         return split_chain(self.filter) if self.filter else []
