@@ -62,14 +62,17 @@ def _encode(exe, src, out, *options):
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory, exe):
     """Small lossless videos: yuv420p with odd-ish dimensions; yuv444p tagged BT.709
-    (the RGB conversion reads the tag); the first one with a 90 degree rotation."""
+    (the RGB conversion reads the tag); the first one with a 90 degree rotation, and
+    in full-range yuvj420p (phone videos)."""
     tmp = tmp_path_factory.mktemp("framestore")
     odd = tmp / "odd420.mp4"
     ffmpeg.write_video(odd, moving_face_frames(40, (202, 114), shift=3), fps=25, crf=0)
     full = _encode(exe, odd, tmp / "full444.mp4", "--", "-c:v", "libx264", "-crf", "0", "-pix_fmt", "yuv444p",
                    "-colorspace", "bt709", "-threads", "1")
     rotated = _encode(exe, odd, tmp / "rotated.mp4", "-display_rotation", "90", "--", "-c", "copy")
-    return {"odd420": odd, "full444": full, "rotated": rotated}
+    jpeg = _encode(exe, odd, tmp / "jpeg420.mp4", "--", "-c:v", "libx264", "-crf", "0", "-pix_fmt", "yuvj420p",
+                   "-threads", "1")
+    return {"odd420": odd, "full444": full, "rotated": rotated, "jpeg420": jpeg}
 
 
 def _store(exe, path, indices, tmp):
@@ -84,13 +87,14 @@ def _store(exe, path, indices, tmp):
     return info, rgb, framestore.FrameStore(tmp / "frames.zip")
 
 
-@pytest.mark.parametrize("kind", ["odd420", "full444", "rotated"])
+@pytest.mark.parametrize("kind", ["odd420", "full444", "rotated", "jpeg420"])
 def test_every_default_operation_bit_identical_on_stored_frames(videos, kind, exe, tmp_path):
     path = videos[kind]
     indices = ffmpeg.even_sample(40, 7).tolist()
     info, rgb, store = _store(exe, path, indices, tmp_path)
     if kind == "rotated":
         assert (info.width, info.height) == (114, 202)
+    assert info.pix_fmt == {"full444": "yuv444p", "jpeg420": "yuvj420p"}.get(kind, "yuv420p")
     # storing the frames in the same decode leaves the face stage's frames as they were
     assert np.array_equal(np.stack(rgb), ffmpeg.read_frames(path, indices, exe, info))
     wanted = [indices[1], indices[2], indices[5]]  # reuse: only the frames with a face
@@ -108,10 +112,11 @@ def test_every_default_operation_bit_identical_on_stored_frames(videos, kind, ex
     assert not np.array_equal(shifted[0], old[0])
 
 
-def test_full_range_jpeg_formats_are_not_stored(exe):
-    """yuvj* frames (full range by their format) have no lossless encoder here: such a
-    video is not stored, and its copies take the whole-stream path."""
-    assert framestore.FrameWriter(exe).target("v", "yuvj420p") is None
+def test_full_range_jpeg_formats_are_stored_as_their_yuv_twins_tagged_full(exe):
+    assert framestore.lossless_encoder("yuvj420p", exe) == "utvideo"
+    options = framestore.store_options("utvideo", "yuvj420p")
+    assert options["pix_fmt"] == "yuv420p" and options["color_range"] == "pc"
+    assert "color_range" not in framestore.store_options("utvideo", "yuv420p")
 
 
 def test_whole_stream_operations_are_refused(videos, exe, tmp_path):

@@ -12,8 +12,9 @@ frame decodes at a small fraction of an H.264 frame's cost) and `frames.json`
 Matroska carries the colour range and matrix, which ffmpeg's RGB conversion
 reads, so the stored frames convert exactly as the source's do. Frames are
 stored upright (the decoder applied any rotation), and read with autorotate
-off. A video whose pixel format no lossless encoder here takes is not stored:
-its copies take the whole-stream path.
+off. Full-range yuvj* frames are stored as their yuv* twins tagged full range.
+A video whose pixel format no lossless encoder here takes is not stored: its
+copies take the whole-stream path.
 """
 
 from __future__ import annotations
@@ -47,16 +48,24 @@ def encoder_formats(encoder: str, exe: str) -> tuple[str, ...]:
     return tuple(match[1].split()) if proc.returncode == 0 and match else ()
 
 
+def stored_format(pix_fmt: str) -> str:
+    """The pixel format the frames are stored in: the decoder's own, except that the
+    deprecated full-range yuvj* formats are their yuv* twins with the range tagged
+    full (the same samples; ffmpeg treats the two alike)."""
+    return re.sub(r"^yuvj", "yuv", pix_fmt)
+
+
 def lossless_encoder(pix_fmt: str | None, exe: str) -> str | None:
     """The first of ENCODERS that stores `pix_fmt` unconverted, or None."""
     if not pix_fmt:
         return None
-    return next((enc for enc in ENCODERS if pix_fmt in encoder_formats(enc, exe)), None)
+    return next((enc for enc in ENCODERS if stored_format(pix_fmt) in encoder_formats(enc, exe)), None)
 
 
 def store_options(encoder: str, pix_fmt: str) -> dict:
     """ffmpeg output options of one video's stored frames (Matroska, one thread, no metadata)."""
-    return {"c:v": encoder, "pix_fmt": pix_fmt, "threads": 1, "f": "matroska", **ffmpeg.BITEXACT}
+    full = {"color_range": "pc"} if stored_format(pix_fmt) != pix_fmt else {}
+    return {"c:v": encoder, "pix_fmt": stored_format(pix_fmt), **full, "threads": 1, "f": "matroska", **ffmpeg.BITEXACT}
 
 
 class FrameWriter:
