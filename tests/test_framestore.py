@@ -104,6 +104,15 @@ def test_every_default_operation_bit_identical_on_stored_frames(videos, kind, ex
                 old = distort_video(path, [op], {op.name: frames}, info.width, info.height, exe)[op.name]
                 new = distort_stored(stored, op, store.indices("v"), frames, info.width, info.height, exe)
                 assert len(new) == len(frames) and all(np.array_equal(a, b) for a, b in zip(old, new)), (kind, op.name)
+    # windows of consecutive frames (faces.windows), through the noise's frame numbering
+    if kind == "odd420":
+        windowed = [4, 5, 6, 7, 20, 21, 22, 23]
+        _, _, store = _store(exe, path, windowed, tmp_path / "windows")
+        noise = next(op for op in FROM_FRAMES if op.name == "noise")
+        with store.extracted("v") as stored:
+            new = distort_stored(stored, noise, windowed, windowed[1:], info.width, info.height, exe)
+        old = distort_video(path, [noise], {"noise": windowed[1:]}, info.width, info.height, exe)["noise"]
+        assert all(np.array_equal(a, b) for a, b in zip(old, new)) and len(new) == 7
     # the comparison can fail: the noise of another frame number differs
     noise = next(op for op in FROM_FRAMES if op.name == "noise")
     with store.extracted("v") as stored:

@@ -72,9 +72,13 @@ class FrameWriter:
     """Collects the stored frames of a shard's videos (each written by the face
     stage's decode to `path_for(video_id)`), then `write`s the archive."""
 
-    def __init__(self, exe: str):
+    def __init__(self, exe: str, workdir: str | os.PathLike | None = None):
+        """workdir: where the videos' files wait for the archive (next to it, rather
+        than a node's small /tmp); None: the system's temporary folder."""
         self.exe = exe
-        self._tmp = tempfile.TemporaryDirectory(prefix="dfrobust-frames-")
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        self._tmp = tempfile.TemporaryDirectory(prefix=".dfrobust-frames-", dir=workdir)
         self.videos: dict[str, dict] = {}
         self._names = itertools.count()
 

@@ -123,7 +123,7 @@ def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
     rows = shard_rows(index_csv, quality, split, int(shard), int(planned_shards), cfg["shard_size"])
     log(f"shard {shard} of {dataset or ''} {quality}/{split}: {len(rows)} videos, {cfg['frames'][split]} frames each, {ffmpeg.ffmpeg_version(exe)}")
-    writer = FrameWriter(exe) if out_frames is not None and store_frames else None
+    writer = FrameWriter(exe, Path(out_frames).parent) if out_frames is not None and store_frames else None
     try:
         records, summary = extract_shard(rows, split, cfg, exe, log=log, frames=writer)
         if writer is not None:
