@@ -1,14 +1,14 @@
 """The test copies (rules/distort.smk): one clean test shard under one operation
 (or under every operation, with operations.one_decode), and their summary.
 
-Codecs and filters that need the whole stream run on the whole stream of each
-video (dfrobust.media.distortion); per-frame operations (Operation.scope:
+Codecs, and filters that need the whole stream, run on the whole stream of
+each video (dfrobust.media.distortion); per-frame operations (Operation.scope:
 curves, eq, flips, scaling, grayscale, and noise, which needs only each frame's
 number) run on the sampled clean frames the face stage stored
 (dfrobust.media.framestore) and give the same frames bit for bit, without
-decoding the video again. The faces are cropped from the frames the test protocol sampled, with the clean
-video's boxes carried through the operation's geometry (reuse) or found again
-(redetect).
+decoding the video again. The faces are cropped from the frames the test
+protocol sampled, with the clean video's boxes carried through the operation's
+geometry (reuse) or found again (redetect).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def distort_shard(
 
     `operations` are resolved operation dicts (Operation.params()), `out_npzs`
     the shard path of each, `videos_dirs` where each keeps its processed
-    videos (operations with keep_videos; a declared output of the job). All
-    operations share one decode per video. A video excluded from the clean
+    videos (operations with keep_videos; a declared output of the job). The
+    operations that take the whole stream share one decode per video. A video excluded from the clean
     faces stays excluded (same status); a video that fails under the
     operations is reported and the others go on.
     """
