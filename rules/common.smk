@@ -114,6 +114,14 @@ def copy_shards(dataset, quality, operation, ext="npz"):
 
 
 COPIES = sorted({(d, q, op) for _, d, q, op in PLAN.score_keys() if op not in IDENTITY})
+FROM_STORED_FRAMES = {op.name for op in OPERATIONS if op.from_stored_frames}
+# (dataset, quality) whose test face shards also store the sampled frames (dfrobust.media.framestore)
+STORED_FRAMES = {(d, q) for d, q, op in COPIES if op in FROM_STORED_FRAMES}
+
+
+def stored_frames(dataset, quality, shard):
+    """The sampled clean frames of one test shard (written by its face job: rules/faces.smk)."""
+    return f"results/faces/{dataset}/{quality}/test/shard_{shard}.frames.zip"
 
 
 # --- models: the rows of the tables (rules/train.smk, score.smk, report.smk) ---

@@ -10,6 +10,8 @@
 # change reruns them all).
 
 CLEAN_TEST_FACES = "results/faces/{dataset}/{quality}/test/shard_{shard}.npz"
+# per-frame operations (Operation.scope) start from the sampled frames the test face job stored
+CLEAN_TEST_FRAMES = stored_frames("{dataset}", "{quality}", "{shard}")
 PROCESSED = [name for name in OPERATION_NAMES if name not in IDENTITY]
 
 
@@ -20,6 +22,7 @@ if config["operations"]["one_decode"]:
         input:
             faces=CLEAN_TEST_FACES,
             index=lambda wc: index_of(wc.dataset),
+            frames=CLEAN_TEST_FRAMES if FROM_STORED_FRAMES & set(PROCESSED) else [],
         output:
             npz=[f"results/distorted/{{dataset}}/{{quality}}/{name}/shard_{{shard}}.npz" for name in PROCESSED],
             json=[f"results/distorted/{{dataset}}/{{quality}}/{name}/shard_{{shard}}.json" for name in PROCESSED],
@@ -49,6 +52,7 @@ else:
         input:
             faces=CLEAN_TEST_FACES,
             index=lambda wc: index_of(wc.dataset),
+            frames=lambda wc: CLEAN_TEST_FRAMES.format(**wc) if wc.operation in FROM_STORED_FRAMES else [],
         output:
             npz="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.npz",
             json="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.json",

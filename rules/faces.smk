@@ -1,4 +1,8 @@
 # Face extraction and alignment, one job per (dataset, quality, split, shard).
+# A test shard's job also stores its sampled frames (losslessly, in the video's
+# own pixel format: dfrobust.media.framestore) when test copies of its (dataset,
+# quality) start from them (per-frame operations, rules/distort.smk); every
+# other shard's frames file is an empty archive.
 
 
 rule extract_faces:
@@ -8,10 +12,12 @@ rule extract_faces:
     output:
         npz="results/faces/{dataset}/{quality}/{split}/shard_{shard}.npz",
         json="results/faces/{dataset}/{quality}/{split}/shard_{shard}.json",
+        frames="results/faces/{dataset}/{quality}/{split}/shard_{shard}.frames.zip",
     params:
         faces=FACES,
         ffmpeg=config["ffmpeg"],
         planned_shards=lambda wc: planned_shards(wc.dataset, wc.split),
+        store_frames=lambda wc: wc.split == "test" and (wc.dataset, wc.quality) in STORED_FRAMES,
     log:
         "logs/faces/{dataset}/{quality}/{split}/shard_{shard}.log",
     benchmark:

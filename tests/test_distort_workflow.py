@@ -58,6 +58,31 @@ def test_one_job_per_operation_and_shard(workdir):
     assert counts == {"dataset_index": 1, "extract_faces": N_SHARDS, "distort_copy": 12 * N_SHARDS, "distorted": 1}
 
 
+def inputs_by_output(output: str) -> dict[str, list[str]]:
+    """First output of each planned job -> its inputs (from a dry run's job listing)."""
+    jobs, inputs = {}, []
+    for line in output.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "input":
+            inputs = value.strip().split(", ")
+        elif key == "output":
+            jobs[value.strip().split(", ")[0]] = inputs
+            inputs = []
+    return jobs
+
+
+def test_per_frame_copies_read_the_frames_their_test_face_job_stores(workdir):
+    output = snakemake(workdir, "-n", TARGET)
+    outputs = outputs_of(output)
+    frames = [f"results/faces/ffpp/raw/test/shard_{k:03d}.frames.zip" for k in range(N_SHARDS)]
+    assert set(frames) <= set(outputs)
+    jobs = inputs_by_output(output)
+    for name in ("lighten", "hflip", "res_x4", "grayscale", "noise"):
+        assert frames[1] in jobs[f"results/distorted/ffpp/raw/{name}/shard_001.npz"], name
+    for name in ("c23", "c40"):  # codecs need the whole stream
+        assert not any(path.endswith(".frames.zip") for path in jobs[f"results/distorted/ffpp/raw/{name}/shard_001.npz"])
+
+
 def test_adding_an_operation_adds_exactly_its_jobs(workdir):
     fresh = job_counts(snakemake(workdir, "-n", TARGET, "--config", f"operations={BLUR}"))
     assert fresh["distort_copy"] == 13 * N_SHARDS

@@ -20,5 +20,5 @@ provenance = collect({"operations": operations, "faces": sm.params.faces, "ffmpe
                      [sm.input.faces, sm.input.index], seed=None, extra={"rule": sm.rule})
 run_logged(
     sm.log[0], distort_shard, sm.input.faces, sm.input.index, operations, sm.params.faces, sm.params.ffmpeg,
-    outputs, videos_dirs, provenance=provenance,
+    outputs, videos_dirs, provenance=provenance, frames=sm.input.get("frames") or None,
 )

@@ -16,5 +16,6 @@ provenance = collect({"faces": sm.params.faces, "ffmpeg": sm.params.ffmpeg}, [sm
 run_logged(
     sm.log[0], run_face_shard, sm.input.index, sm.wildcards.quality, sm.wildcards.split, int(sm.wildcards.shard),
     sm.params.planned_shards, sm.params.faces, sm.params.ffmpeg, sm.output.npz, provenance=provenance,
-    dataset=sm.wildcards.dataset,
+    dataset=sm.wildcards.dataset, out_frames=sm.output.frames,
+    store_frames=sm.params.store_frames,
 )

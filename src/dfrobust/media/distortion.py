@@ -162,3 +162,67 @@ def _decode_encoded(path, op, indices, width, height, exe, threads, sinks) -> di
             sinks[op.name](index, frame)
         return {}
     return {op.name: list(frames)}
+
+
+# --- per-frame operations on the stored sampled frames (dfrobust.media.framestore) ---
+
+
+def stored_pts(indices: list[int]) -> str:
+    """A setpts expression giving the k-th stored frame its frame number in the source
+    (a flat sum of steps, no nesting: fine for hundreds of frames)."""
+    terms = [str(int(indices[0]))]
+    terms += [f"{int(b) - int(a)}*gte(N,{k})" for k, (a, b) in enumerate(zip(indices, indices[1:]), start=1)]
+    return "+".join(terms)
+
+
+def distort_stored(
+    path: str | os.PathLike,
+    op: Operation,
+    stored: list[int],
+    wanted: list[int],
+    width: int,
+    height: int,
+    exe: str,
+    threads: int = 1,
+    sink: Sink | None = None,
+) -> list[np.ndarray]:
+    """`op` (scope 'frame' or 'position') applied to a video's stored sampled frames:
+    the same RGB frames the whole-stream path (`distort_video`) gives, bit for bit.
+
+    path:   the video's stored frames (framestore), frame numbers `stored` in stored order;
+    wanted: the frame numbers to return (a subset of `stored`), in order;
+    width, height: the source frame size (the stored frames' size).
+    A 'frame' operation filters only the wanted frames. A 'position' operation
+    (noise) must see each frame at its frame number: every stored frame is given
+    its frame number as timestamp and the gaps are filled by repeating it (fps), so frame n
+    is again the n-th frame through the filters; the fillers' pixels never reach
+    a kept frame. Returns the frames ([] when `sink` takes them).
+    """
+    if op.scope not in ("frame", "position"):
+        raise ValueError(f"operation {op.name!r} needs the whole stream (scope {op.scope!r})")
+    wanted = [int(i) for i in wanted]
+    if not wanted:
+        return []
+    position = {int(index): k for k, index in enumerate(stored)}
+    missing = [i for i in wanted if i not in position]
+    if missing:
+        raise InputError(f"{path}: frames {missing} are not among the stored frames")
+    stream = ffmpeg_graph.input(str(path), threads=threads, noautorotate=None).video
+    if op.scope == "frame":
+        stream = ffmpeg.apply_chain(ffmpeg.select_frames(stream, [position[i] for i in wanted]), op.filters())
+    else:
+        last = max(wanted)
+        kept = [int(i) for i in stored if int(i) <= last]
+        # one clone after the last frame: fps gives a frame only once it has seen the next one
+        stream = stream.filter("trim", end_frame=len(kept)).filter("tpad", stop=1, stop_mode="clone")
+        stream = stream.filter("settb", "1").filter("setpts", stored_pts(kept + [kept[-1] + 1])).filter("fps", fps=1, start_time=0)
+        stream = ffmpeg.select_frames(ffmpeg.apply_chain(stream, op.filters()), wanted)
+    cmd = ffmpeg.command(stream.output("pipe:", **ffmpeg.RAW_RGB), exe)
+    out_width, out_height = output_size(op, width, height, exe)
+    frames = []
+    for index, frame in zip(wanted, ffmpeg.read_rgb(cmd, out_width, out_height, len(wanted), path)):
+        if sink is None:
+            frames.append(frame)
+        else:
+            sink(index, frame)
+    return frames

@@ -37,6 +37,7 @@ class VideoInfo:
     fps: float
     n_frames: int
     codec: str
+    pix_fmt: str | None = None  # the decoder's pixel format ("yuv420p"), None when the probe did not say
 
 
 # -- filter chains -------------------------------------------------------------------
@@ -123,6 +124,8 @@ def command(graph, exe: str) -> list[str]:
 # -- probing -------------------------------------------------------------------------
 
 _STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
+# the pixel format: the word just before the size, after an optional "(tv, bt709, progressive)"
+_PIX_FMT_RE = re.compile(r", (?P<pix_fmt>[a-z][a-z0-9_]*)(?:\([^)]*\))?, \d{2,5}x\d{2,5}")
 _FPS_RE = re.compile(r"(?P<fps>[\d.]+) fps")
 _FRAME_RE = re.compile(r"frame=\s*(\d+)")
 # a rotation the player (and ffmpeg's decoder, which autorotates) applies: "Display Matrix: rotation of
@@ -166,6 +169,7 @@ def probe(path: str | os.PathLike, exe: str | None = None) -> VideoInfo:
         raise InputError(f"{path}: video stream has no frames")
     fps_match = _FPS_RE.search(proc.stderr[stream.start():])
     width, height = int(stream["w"]), int(stream["h"])
+    pix_fmt = _PIX_FMT_RE.search(stream.group(0))
     if quarter_turn(proc.stderr, stream.end()):
         width, height = height, width  # decoded frames come out upright: the displayed size
     return VideoInfo(
@@ -175,6 +179,7 @@ def probe(path: str | os.PathLike, exe: str | None = None) -> VideoInfo:
         fps=float(fps_match["fps"]) if fps_match else 25.0,
         n_frames=n_frames,
         codec=stream["codec"],
+        pix_fmt=pix_fmt["pix_fmt"] if pix_fmt else None,
     )
 
 
@@ -234,9 +239,14 @@ def iter_frames(
     filters: Sequence[str] = (),
     size: tuple[int, int] | None = None,
     threads: int = 1,
+    store: tuple[str | os.PathLike, dict] | None = None,
 ) -> Iterator[np.ndarray]:
     """Like `read_frames`, but streams one (h, w, 3) frame at a time from the
-    pipe, so 100 full-HD frames never sit in memory together."""
+    pipe, so 100 full-HD frames never sit in memory together.
+
+    store: (path, output options): the same decode also writes the selected
+    frames, before any conversion or `filters`, to this file
+    (dfrobust.media.framestore: lossless, in the decoder's pixel format)."""
     exe = exe or find_ffmpeg()
     info = info or probe(path, exe)
     if indices is not None:
@@ -246,9 +256,23 @@ def iter_frames(
     stream = ffmpeg_graph.input(str(path), threads=threads).video
     if indices is not None:
         stream = select_frames(stream, indices)
-    cmd = command(apply_chain(stream, filters).output("-", **RAW_RGB), exe)
+    if store is not None:
+        both = stream.split()
+        stored, stream = both[0], both[1]
+        stored = stored.output(str(store[0]), fps_mode="passthrough", **store[1])
+        graph = ffmpeg_graph.merge_outputs(apply_chain(stream, filters).output("pipe:", **RAW_RGB), stored)
+        cmd = command(graph.overwrite_output(), exe)
+    else:
+        cmd = command(apply_chain(stream, filters).output("-", **RAW_RGB), exe)
     width, height = size or (info.width, info.height)
     expected = len(indices) if indices is not None else info.n_frames
+    yield from read_rgb(cmd, width, height, expected, path)
+
+
+def read_rgb(cmd: list[str], width: int, height: int, expected: int, path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Run an ffmpeg command whose output is RAW_RGB on stdout and yield its
+    (h, w, 3) frames; an InputError naming `path` when it fails or gives
+    other than `expected` frames."""
     frame_bytes = width * height * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     produced = 0

@@ -32,6 +32,16 @@ LEVEL_SEP = "@"
 # filters that move pixels without changing the frame size: boxes cannot be reused
 MOVES_PIXELS = {"rotate", "perspective", "lenscorrection", "shear", "crop", "pad", "zoompan", "v360", "deshake",
                 "vidstabtransform", "dejudder", "fillborders", "transpose_npp", "scroll", "tile", "swaprect"}
+# filters whose output frame depends only on the input frame (and the options): an operation
+# made of these can run on the stored sampled frames (dfrobust.media.framestore) instead of the
+# whole stream. Deliberately a short list: a filter not named here runs on the whole stream
+# (always right, only slower).
+FRAME_FILTERS = {"hflip", "vflip", "transpose", "scale", "format", "curves", "eq", "colorchannelmixer",
+                 "colorbalance", "colorlevels", "negate", "lutyuv", "lutrgb", "gblur", "boxblur", "unsharp"}
+# filters whose output depends on the input frame and on how many frames came before it, never on
+# those frames' pixels: ffmpeg's noise draws its per-frame random offsets (allf=t) from a generator
+# seeded once (all_seed), so frame n gets the same noise whenever n frames precede it
+POSITION_FILTERS = {"noise"}
 TRANSPOSE_DIRS = {"0": "cclock_flip", "1": "clock", "2": "cclock", "3": "clock_flip",
                   "cclock_flip": "cclock_flip", "clock": "clock", "cclock": "cclock", "clock_flip": "clock_flip"}
 
@@ -67,6 +77,35 @@ class Operation:
     @property
     def is_codec(self) -> bool:
         return self.codec is not None
+
+    @property
+    def scope(self) -> str:
+        """What the operation needs of the video to give a sampled frame:
+        'frame'    that frame only (every filter in FRAME_FILTERS);
+        'position' that frame and its frame number (POSITION_FILTERS, the rest per-frame);
+        'stream'   the whole stream (codecs, identity, any other filter, and a filter with
+                   eval=frame: its expressions may read the time or frame number)."""
+        if self.is_codec or self.is_identity:
+            return "stream"
+        scopes = set()
+        for single in self.filters():
+            name = filter_name(single)
+            if re.search(r"\beval\s*=\s*frame", single):
+                return "stream"
+            if name in FRAME_FILTERS:
+                scopes.add("frame")
+            elif name in POSITION_FILTERS:
+                scopes.add("position")
+            else:
+                return "stream"
+        return "position" if "position" in scopes else "frame"
+
+    @property
+    def from_stored_frames(self) -> bool:
+        """Whether the test copy starts from the stored sampled frames
+        (dfrobust.media.framestore) instead of the video: a per-frame or position
+        operation that does not keep its full processed videos."""
+        return self.scope in ("frame", "position") and not self.keep_videos
 
     def filters(self) -> list[str]:
         """The filter chain as a list of single filters ([] for identity and codec)."""

@@ -24,6 +24,7 @@ from dfrobust.datasets.ffpp import n_shards
 from dfrobust.media import ffmpeg, windows
 from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, faces_from_frames
+from dfrobust.media.framestore import FrameWriter, write_empty
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
@@ -55,12 +56,14 @@ def stored_crop(cfg: dict) -> tuple[float, int]:
 
 
 def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, exe: str, boxer=None,
-                  window: tuple[int, int] | None = None) -> tuple[FaceRecord, dict]:
+                  window: tuple[int, int] | None = None, frames: FrameWriter | None = None) -> tuple[FaceRecord, dict]:
     """Faces of one video and its summary fields. Raises InputError for an unreadable video.
 
     boxer: the second face detector whose boxes are stored too (SBI's RetinaFace), or None.
     window: (length, step) to sample windows holding at least n_samples frames
     (field n_windows: 0 for a video shorter than one window); None: single frames.
+    frames: where the same decode also stores the sampled frames losslessly (the test
+    copies' per-frame operations start from them: dfrobust.media.framestore), or None.
     """
     start = time.perf_counter()
     path = video["path"]
@@ -71,9 +74,14 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, ex
         indices = windows.sample_windows(info.n_frames, windows.window_count(n_samples, window[0]), *window)
     else:
         indices = ffmpeg.even_sample(info.n_frames, n_samples)
-    frames = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=cfg.get("threads", 1))
+    target = frames.target(video["video_id"], info.pix_fmt) if frames is not None else None
+    decoded = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=cfg.get("threads", 1), store=target)
     scale, size = stored_crop(cfg)
-    faces = faces_from_frames(frames, indices, finder, scale, size, boxer)
+    faces = faces_from_frames(decoded, indices, finder, scale, size, boxer)
+    for _ in decoded:  # run ffmpeg to its end (the stored frames' file is complete, its exit status checked)
+        pass
+    if target is not None:
+        frames.add(video["video_id"], target[0], info.pix_fmt, target[1], indices)
     record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), faces, indices, size)
     fields = {"path": str(path), "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,
               "seconds": round(time.perf_counter() - start, 3)}
@@ -82,10 +90,12 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, ex
     return record, fields
 
 
-def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print, progress: bool = True):
+def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print, progress: bool = True,
+                  frames: FrameWriter | None = None):
     """Faces of every video of a shard: (records kept, summary rows of all videos).
 
-    `videos` rows have video_id, manipulation, label, path (and exists).
+    `videos` rows have video_id, manipulation, label, path (and exists); `frames`
+    collects their sampled frames (see extract_video).
     """
     stored_crop(cfg)
     finder = FaceFinder.from_config(cfg)
@@ -93,7 +103,7 @@ def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print
     n_samples = cfg["frames"][split]
     window = windows.settings(cfg, split)
     videos = [{**v, "label": int(v["label"])} for v in videos]
-    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe, boxer, window)},
+    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe, boxer, window, frames)},
                           cfg.get("min_faces", 1), log, desc=f"faces {split}", progress=progress)
     if window:
         for row in done[split][1]:
@@ -104,12 +114,26 @@ def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print
 
 
 def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg_path, out_npz, provenance=None,
-                   dataset: str | None = None):
-    """Extract the faces of one shard of a dataset's index and write it (npz + json summary)."""
+                   dataset: str | None = None, out_frames: str | Path | None = None, store_frames: bool = False):
+    """Extract the faces of one shard of a dataset's index and write it (npz + json summary).
+
+    out_frames: the archive of the shard's sampled frames (dfrobust.media.framestore),
+    filled when `store_frames` (the test copies of this dataset and quality have
+    per-frame operations), else written empty."""
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
     rows = shard_rows(index_csv, quality, split, int(shard), int(planned_shards), cfg["shard_size"])
     log(f"shard {shard} of {dataset or ''} {quality}/{split}: {len(rows)} videos, {cfg['frames'][split]} frames each, {ffmpeg.ffmpeg_version(exe)}")
-    records, summary = extract_shard(rows, split, cfg, exe, log=log)
+    writer = FrameWriter(exe, Path(out_frames).parent) if out_frames is not None and store_frames else None
+    try:
+        records, summary = extract_shard(rows, split, cfg, exe, log=log, frames=writer)
+        if writer is not None:
+            writer.write(out_frames)
+            log(f"wrote {out_frames}: sampled frames of {len(writer.videos)} videos")
+        elif out_frames is not None:
+            write_empty(out_frames)
+    finally:
+        if writer is not None:
+            writer.close()
     meta = {"dataset": dataset, "quality": quality, "split": split, "shard": int(shard), "faces_config": cfg,
             "ffmpeg": ffmpeg.ffmpeg_version(exe), "provenance": provenance or {}}
     write_shard(out_npz, records, summary, meta)

@@ -1,10 +1,14 @@
 """The test copies (rules/distort.smk): one clean test shard under one operation
 (or under every operation, with operations.one_decode), and their summary.
 
-The operations run on the whole stream of each video (dfrobust.media.distortion);
-the faces are cropped from the frames the test protocol sampled, with the clean
-video's boxes carried through the operation's geometry (reuse) or found again
-(redetect).
+Codecs, and filters that need the whole stream, run on the whole stream of
+each video (dfrobust.media.distortion); per-frame operations (Operation.scope:
+curves, eq, flips, scaling, grayscale, and noise, which needs only each frame's
+number) run on the sampled clean frames the face stage stored
+(dfrobust.media.framestore) and give the same frames bit for bit, without
+decoding the video again. The faces are cropped from the frames the test
+protocol sampled, with the clean video's boxes carried through the operation's
+geometry (reuse) or found again (redetect).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import pandas as pd
 from dfrobust.core.errors import InputError
 from dfrobust.core.runlog import log as default_log
 from dfrobust.media import ffmpeg
-from dfrobust.media.distortion import distort_video
+from dfrobust.media.distortion import distort_stored, distort_video
+from dfrobust.media.framestore import FrameStore
 from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, face_of
 from dfrobust.media.operations import Operation, Transform, geometry
@@ -98,13 +103,14 @@ def distort_shard(
     provenance: dict | None = None,
     log: Callable = default_log,
     progress: bool = True,
+    frames: str | Path | None = None,
 ) -> None:
     """Write the distorted copy of one clean test shard for each operation.
 
     `operations` are resolved operation dicts (Operation.params()), `out_npzs`
     the shard path of each, `videos_dirs` where each keeps its processed
-    videos (operations with keep_videos; a declared output of the job). All
-    operations share one decode per video. A video excluded from the clean
+    videos (operations with keep_videos; a declared output of the job). The
+    operations that take the whole stream share one decode per video. A video excluded from the clean
     faces stays excluded (same status); a video that fails under the
     operations is reported and the others go on.
     """
@@ -125,6 +131,8 @@ def distort_shard(
     boxer = make_box_finder(cfg, finder.detector) if finder is not None else None
     lock = threading.Lock()
     keep_dirs = {op.name: Path(folder) for op, folder in zip(ops, videos_dirs) if op.keep_videos}
+    store = FrameStore(frames) if frames is not None else None
+    from_store = [op for op in ops if op.from_stored_frames] if store else []
     log(f"{clean_npz}: {len(clean.summary['videos'])} videos x {len(ops)} operation(s) "
         f"[{', '.join(op.name for op in ops)}], {ffmpeg.ffmpeg_version(exe)}")
 
@@ -141,14 +149,24 @@ def distort_shard(
             transform = geometry(op, width, height, exe) if op.faces == "reuse" else None
             collectors[op.name] = CopyFaces(record, op, cfg, transform, finder, lock, boxer)
         keep = {name: folder / f"{video['video_id']}.mp4" for name, folder in keep_dirs.items()}
-        distort_video(video["path"], ops, {n: c.indices() for n, c in collectors.items()}, width, height, exe,
-                      threads=cfg.get("threads", 1), sinks=collectors, keep=keep)
+        stored = from_store if video["video_id"] in (store or ()) else []
+        streamed = [op for op in ops if op not in stored]
+        threads = cfg.get("threads", 1)
+        if streamed:
+            distort_video(video["path"], streamed, {op.name: collectors[op.name].indices() for op in streamed}, width,
+                          height, exe, threads=threads, sinks=collectors, keep=keep)
+        if stored:
+            with store.extracted(video["video_id"]) as path:
+                for op in stored:
+                    distort_stored(path, op, store.indices(video["video_id"]), collectors[op.name].indices(), width,
+                                   height, exe, threads=threads, sink=collectors[op.name])
         seconds = round((time.perf_counter() - start) / len(ops), 3)
         results = {}
         for op in ops:
             height_out, width_out = collectors[op.name].size or (None, None)
             fields = {"width": width_out, "height": height_out, "seconds": seconds,
-                      "video": str(keep[op.name]) if op.name in keep else None}
+                      "video": str(keep[op.name]) if op.name in keep else None,
+                      "frames_from": "stored frames" if op in stored else "video"}
             results[op.name] = (collectors[op.name].record(), fields)
         return results
 
