@@ -18,10 +18,10 @@ from conftest import REPO, SMALL_PAIRS, SNAKEMAKE, job_counts, make_ffpp_tree, r
 def test_default_config_plans_the_demo_build_and_every_face_job(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
     proc = run(workdir, "-n", "faces")
-    # demo: 4/2/3 pairs -> 40/20/30 videos; 16 per shard -> 3+2+2 shards. Models train at raw, c23 and c40
-    # (3 x (3 + 2) train and val shards); Table I tests the raw test videos (2 shards), the cross-manipulation
-    # table the c23 ones (2); the Celeb-DF-layout demo has 12 test videos (1 shard). Two demos, two indexes.
-    assert job_counts(proc.stdout) == {"demo_dataset": 2, "dataset_index": 2, "extract_faces": 20, "faces": 1}
+    # demo: 8/3/8 pairs -> 80/30/80 videos; 40 per shard -> 2+1+2 shards. Every model trains at raw and every
+    # table tests the raw test videos (Table I's 2 shards); the Celeb-DF-layout demo has 12 test videos (1 shard).
+    # Two demos, two indexes.
+    assert job_counts(proc.stdout) == {"demo_dataset": 2, "dataset_index": 2, "extract_faces": 6, "faces": 1}
 
 
 def test_face_and_copy_jobs_ask_for_a_gpu_where_retinaface_runs(tmp_path):
@@ -47,11 +47,13 @@ def test_face_and_copy_jobs_ask_for_a_gpu_where_retinaface_runs(tmp_path):
 def test_default_config_plans_its_declared_tables_on_shared_work(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
     counts = job_counts(run(workdir, "-n", "tables").stdout)
-    # cross_manipulation: 2 models trained on one manipulation each, scored once on the c23 test copy, metrics
-    # for each of the 4 single-manipulation test sets; cross_dataset: Table I's 10 models (8 + PIM and BAT rows)
-    # on FF++ raw (Table I's clean cell) and on Celeb-DF (10 new scores)
-    assert counts["train"] == 12 and counts["score"] == 2 + 10 * 2 and counts["metrics"] == 2 * 4 + 10 * 2, counts
-    assert counts["table"] == 2 and counts["demo_dataset"] == 2
+    # robust_training: 3 small models (plain, PIM, BAT) on 4 columns (clean, c40, noise, res_x4);
+    # cross_manipulation: 2 models trained on one manipulation each, scored once on the raw test copy, metrics
+    # for each of the 4 single-manipulation test sets; cross_dataset: Table I's 3 models on FF++ raw (Table I's
+    # clean cell, a score shared with Table I) and on Celeb-DF (3 new scores)
+    assert counts["train"] == 3 + 2 + 3, counts
+    assert counts["score"] == 3 * 4 + 2 + 3 * 2 and counts["metrics"] == 3 * 4 + 2 * 4 + 3 * 2, counts
+    assert counts["table"] == 3 and counts["demo_dataset"] == 2
 
 
 def test_ffpp_layout_plans_one_face_job_per_quality_split_and_shard(tmp_path):
