@@ -1,13 +1,12 @@
 # Quick start:  make demo   (set up, then run the whole pipeline on the embedded demo)
 #               make test   (set up, then run the test suite)
-#               make showcase  (a larger demo whose table shows the paper's findings; ~1 h, in showcase/)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 TARGET ?=
 
-.PHONY: setup demo showcase test test-fast dry-run report lint clean
+.PHONY: setup demo test test-fast dry-run report lint clean
 
 setup: $(VENV)/.installed
 
@@ -20,11 +19,6 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) $(TARGET)
-
-showcase: setup
-	mkdir -p showcase
-	$(BIN)/snakemake --cores $(CORES) -s $(CURDIR)/Snakefile --directory showcase \
-		--configfile $(CURDIR)/config.yaml $(CURDIR)/config/showcase.yaml $(TARGET)
 
 dry-run: setup
 	$(BIN)/snakemake -n $(TARGET)
@@ -43,4 +37,4 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results logs benchmarks .snakemake resources/demo resources/demo_celebdf resources/tiny showcase
+	rm -rf results logs benchmarks .snakemake resources/demo resources/demo_celebdf resources/tiny
