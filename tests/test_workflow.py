@@ -47,12 +47,12 @@ def test_face_and_copy_jobs_ask_for_a_gpu_where_retinaface_runs(tmp_path):
 def test_default_config_plans_its_declared_tables_on_shared_work(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
     counts = job_counts(run(workdir, "-n", "tables").stdout)
-    # robust_training: 3 small models (plain, PIM, BAT) on 4 columns (clean, c40, noise, res_x4);
+    # robust_training: 3 small models (plain, PIM, BAT) on 3 columns (clean, c40, res_x4);
     # cross_manipulation: 2 models trained on one manipulation each, scored once on the raw test copy, metrics
     # for each of the 4 single-manipulation test sets; cross_dataset: Table I's 3 models on FF++ raw (Table I's
     # clean cell, a score shared with Table I) and on Celeb-DF (3 new scores)
     assert counts["train"] == 3 + 2 + 3, counts
-    assert counts["score"] == 3 * 4 + 2 + 3 * 2 and counts["metrics"] == 3 * 4 + 2 * 4 + 3 * 2, counts
+    assert counts["score"] == 3 * 3 + 2 + 3 * 2 and counts["metrics"] == 3 * 3 + 2 * 4 + 3 * 2, counts
     assert counts["table"] == 3 and counts["demo_dataset"] == 2
 
 
