@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dfrobust.detectors import available_detectors, build_detector, detector_class
-from dfrobust.detectors.base import cat_collate
+from dfrobust.detectors.base import Detector, cat_collate
 from dfrobust.training import train_step
 from dfrobust.training.data import FacePool
 from dfrobust.training.optim import build_optimizer
@@ -45,6 +45,12 @@ GPU_RATES = {
     "resnet50": ("resnet50 @224", 1218.0),
     "two_branch": ("densenet121 @224 (per face)", 913.7),
 }
+
+
+def trains_on_windows(name: str) -> bool:
+    """A sequence detector (two_branch) trains on windows of faces, not single faces:
+    bench/sequence_throughput.py measures it."""
+    return detector_class(name).pool_rows is not Detector.pool_rows
 
 
 def synthetic_pool(size: int, n: int) -> FacePool:
@@ -117,7 +123,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     device, where = bench_device(args.device, args.threads)
-    names = args.detectors or available_detectors()
+    names = args.detectors or [name for name in available_detectors() if not trains_on_windows(name)]
     print(f"device: {device} ({where}); torch {torch.__version__}", flush=True)
     header = (f"{'detector':<15} {'input':>5} {'batch':>5} {'params(M)':>9} {'img/s':>8} {'best':>8} {'img/CPU-s':>9} "
               f"{'data img/s':>10} {'workers@3090':>12}")
