@@ -1,4 +1,5 @@
 # Quick start:  make demo   (set up, then run the whole pipeline on the embedded demo)
+#               make showcase   (set up, then the data and Table I that show the paper's finding, in showcase/)
 #               make test   (set up, then run the test suite)
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 TARGET ?=
 
-.PHONY: setup demo test test-fast dry-run report lint clean
+.PHONY: setup demo showcase test test-fast dry-run report lint clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +20,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) $(TARGET)
+
+showcase: setup
+	$(BIN)/snakemake --cores $(CORES) --directory showcase --configfile config/showcase.yaml -- $(or $(TARGET),results/table1.csv results/figures/table1_heatmap.png)
 
 dry-run: setup
 	$(BIN)/snakemake -n $(TARGET)
@@ -37,4 +41,4 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results logs benchmarks .snakemake resources/demo resources/demo_celebdf resources/tiny
+	rm -rf results logs benchmarks .snakemake resources/demo resources/demo_celebdf resources/tiny showcase

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from dfrobust.datasets import demo
+from dfrobust.datasets.demo_manipulations import METHODS
 from dfrobust.core.config import load_schemas, resolve_ref
 from dfrobust.core.errors import InputError
 from dfrobust.media.detect import DlibHogDetector
@@ -142,6 +143,36 @@ def test_same_seed_is_byte_identical_whatever_the_workers(tmp_path):
     assert one["files"] == two["files"]  # paths, sizes and hashes
     for entry in one["files"]:
         assert (tmp_path / "a" / entry["path"]).read_bytes() == (tmp_path / "b" / entry["path"]).read_bytes()
+
+
+@pytest.mark.parametrize("pairs", [{"train": 8, "val": 3, "test": 8}, {"train": 2, "val": 1, "test": 2}])
+def test_swaps_pair_people_across_or_within_the_two_photos(pairs):
+    """Even ids come from one photo, odd ids from the other: by default every pair crosses the photos
+    (a swap changes the person); within_photo pairs look-alikes (one odd total leaves one crossing pair)."""
+    for swaps in ("across_photos", "within_photo"):
+        splits = demo.make_splits(demo.resolve_config({"pairs": pairs, "swaps": swaps}), 7)
+        assert {s: len(p) for s, p in splits.items()} == pairs
+        ids = [v for p in splits.values() for pair in p for v in pair]
+        assert len(ids) == len(set(ids)) == 2 * sum(pairs.values())
+        crossing = sum(int(a) % 2 != int(b) % 2 for p in splits.values() for a, b in p)
+        assert crossing == (sum(pairs.values()) if swaps == "across_photos" else sum(pairs.values()) % 2), (swaps, splits)
+
+
+def test_colour_mismatch_scales_the_casts_and_keeps_the_default_bytes():
+    from dfrobust.datasets.demo_manipulations import colour_cast
+
+    drawn = np.array([0.95, 1.03, 1.0])
+    assert colour_cast(drawn, 1.0, 1.0) is drawn  # the default demo's values, untouched
+    np.testing.assert_allclose(colour_cast(drawn, 1.0, 0.0), 1.0)
+    np.testing.assert_allclose(colour_cast(drawn, 1.0, 2.0), [0.9, 1.06, 1.0])
+    for scale, spread in ((0, (0, 0.01)), (1, (0.02, 1))):
+        cfg = demo.resolve_config({**SMALL, "colour_mismatch": scale})
+        target, source = demo.render_original("000", cfg, 7), demo.render_original("001", cfg, 7)
+        for method in ("Face2Face", "NeuralTextures"):  # a cast tints the edited pixels: channels drift apart
+            fake = METHODS[method].apply(target, source, np.random.default_rng(1), cfg)
+            changed = np.abs(fake.astype(int) - target.frames).max(axis=-1) > 0
+            ratio = fake[changed].mean(axis=0) / target.frames[changed].mean(axis=0)
+            assert spread[0] <= np.ptp(ratio) < spread[1], (method, scale, ratio)
 
 
 def test_other_seed_gives_other_videos_and_splits():

@@ -71,12 +71,24 @@ def video_ids(cfg: dict) -> list[str]:
 
 
 def make_splits(cfg: dict, seed: int) -> dict[str, list[list[str]]]:
-    """FF++-style pairs per split, drawn from the seed. Each pair joins one
-    identity from each source photo (even and odd ids), so every swap
-    changes the person, not just the styling."""
+    """FF++-style pairs per split, drawn from the seed. By default each pair
+    joins one identity from each source photo (even and odd ids), so every
+    swap changes the person, not just the styling; `swaps: within_photo`
+    pairs identities of the same photo (look-alikes), so a swap leaves no
+    identity cue, only the edit's texture."""
     ids = video_ids(cfg)
     rng = np.random.default_rng(derive_seed(seed, "demo", "splits"))
     evens, odds = rng.permutation(ids[0::2]), rng.permutation(ids[1::2])
+    if cfg["swaps"] == "within_photo":
+        firsts, seconds = [], []
+        for group in (evens, odds):
+            firsts += list(group[0 : len(group) - 1 : 2])
+            seconds += list(group[1::2])
+        if len(evens) % 2:  # one identity of each photo left over: they pair with each other
+            firsts.append(evens[-1])
+            seconds.append(odds[-1])
+        order = rng.permutation(len(firsts))  # mix the two photos' pairs across the splits
+        evens, odds = [firsts[i] for i in order], [seconds[i] for i in order]
     pairs = [sorted([str(a), str(b)]) for a, b in zip(evens, odds)]
     splits, start = {}, 0
     for split in SPLITS:
