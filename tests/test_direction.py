@@ -1,6 +1,6 @@
 """Directions, not values: a detector clearly above chance on the clean test copy loses AUC under
 heavy compression (c40) and 4x down-scaling (res_x4), on the showcase's demo data (config/showcase.yaml,
-shrunk: 8/2/5 pairs, 24 frames, Xception at 96 px for 4 epochs, ~4 min on 2 cores).
+shrunk: 8/2/5 pairs, 24 frames, Xception at 96 px for 4 epochs, 3 min 20 s on 2 idle cores).
 
 An operation that silently becomes the identity leaves its AUC equal to clean's and fails here; so do
 clean crops that miss the faces (nothing to learn). The test asserts the sign of each drop with DeLong's
