@@ -162,9 +162,9 @@ def test_colour_mismatch_scales_the_casts_and_keeps_the_default_bytes():
     from dfrobust.datasets.demo_manipulations import colour_cast
 
     drawn = np.array([0.95, 1.03, 1.0])
-    assert colour_cast(drawn, 1.0, 1.0) is drawn  # the default demo's values, untouched
-    np.testing.assert_allclose(colour_cast(drawn, 1.0, 0.0), 1.0)
-    np.testing.assert_allclose(colour_cast(drawn, 1.0, 2.0), [0.9, 1.06, 1.0])
+    assert colour_cast(drawn, {"colour_mismatch": 1.0}) is drawn  # the default demo's values, untouched
+    np.testing.assert_allclose(colour_cast(drawn, {"colour_mismatch": 0.0}), 1.0)
+    np.testing.assert_allclose(colour_cast(drawn, {"colour_mismatch": 2.0}), [0.9, 1.06, 1.0])
     for scale, spread in ((0, (0, 0.01)), (1, (0.02, 1))):
         cfg = demo.resolve_config({**SMALL, "colour_mismatch": scale})
         target, source = demo.render_original("000", cfg, 7), demo.render_original("001", cfg, 7)

@@ -24,18 +24,20 @@ OPERATIONS = ("clean", "c40", "res_x4")
 
 def direction_config() -> dict:
     """config/showcase.yaml's demo data and detector, fewer videos and one model; its operations by name."""
+    from dfrobust.core.config import resolve_block
+
     showcase = yaml.safe_load((REPO / "config" / "showcase.yaml").read_text())
     config = copy.deepcopy(showcase)
     config["dataset"].update(root="resources/direction")
     config["demo"].update(pairs={"train": 8, "val": 2, "test": 5}, n_frames=24)
     config["faces"].update(frames={"train": 8, "val": 4, "test": 4}, shard_size=100)
-    config["operations"]["list"] = [op for op in showcase["operations"]["list"] if op["name"] in OPERATIONS]
+    operations = resolve_block("operations", showcase.get("operations"))["list"]
+    config["operations"] = {"list": [op for op in operations if op["name"] in OPERATIONS]}
     config["models"] = [{"method": "xception", "quality": "raw"}]
     config["detectors"] = {"xception": {**showcase["detectors"]["xception"], "epochs": 4, "frames_per_video": 8,
                                         "val_frames_per_video": 4}}
     config["resources"] = {"gpu": {"cpus_per_gpu": 2}}  # one training job: both cores
     config.pop("tables", None)
-    config["evaluation"] = {"bootstrap": 1000, "ci": 0.95}
     return config
 
 

@@ -62,11 +62,12 @@ def transfer_colour(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, 
     return cv2.cvtColor(W.to_uint8(lab + weight * (matched - lab)), cv2.COLOR_LAB2RGB).astype(np.float32)
 
 
-def colour_cast(drawn: np.ndarray | float, neutral: float, scale: float):
-    """A drawn re-rendering colour factor with its distance from `neutral`
-    scaled by cfg['colour_mismatch'] (0: no cast, the colour matches exactly;
-    1: the value as drawn, so the default demo keeps its bytes)."""
-    return drawn if scale == 1 else neutral + scale * (drawn - neutral)
+def colour_cast(drawn: np.ndarray | float, cfg: dict):
+    """A drawn re-rendering colour factor (1: no change) with its distance
+    from 1 scaled by cfg['colour_mismatch'] (0: no cast, the colour matches
+    exactly; 1: the value as drawn, so the default demo keeps its bytes)."""
+    scale = float(cfg["colour_mismatch"])
+    return drawn if scale == 1 else 1.0 + scale * (drawn - 1.0)
 
 
 def face_mask(landmarks: np.ndarray, shape: tuple[int, int], points: np.ndarray = FACE_OUTLINE, grow: float = 0.0, blur: float = 0.0) -> np.ndarray:
@@ -114,7 +115,7 @@ def face_swap(target: Video, source: Video, rng: np.random.Generator, cfg: dict)
     """Graphics face swap: Delaunay piecewise-affine warp of the source face
     onto the target landmarks, colour correction, seamless cloning."""
     mesh = W.mouth_safe_mesh(target.identity.landmarks)
-    strength = colour_cast(rng.uniform(0.7, 1.0), 1.0, float(cfg["colour_mismatch"]))
+    strength = colour_cast(rng.uniform(0.7, 1.0), cfg)
     # the source filmed again with the target's blinks: stretching a shut eye
     # over an open one would smear the lashes into black holes
     expression = source.performance.expression.copy()
@@ -204,7 +205,7 @@ def reenact(target: Video, t: int, expression: np.ndarray, region: Region) -> tu
 def face2face(target: Video, source: Video, rng: np.random.Generator, cfg: dict) -> np.ndarray:
     """Expression transfer: the source's blinks, speech, smile and brows on
     the target face, re-rendered (smoother, re-lit) and blended back."""
-    gain = colour_cast(rng.uniform(0.95, 1.05, 3), 1.0, float(cfg["colour_mismatch"])).astype(np.float32)
+    gain = colour_cast(rng.uniform(0.95, 1.05, 3), cfg).astype(np.float32)
     smooth = rng.uniform(0.6, 1.0)
     out = []
     for t, frame in enumerate(target.frames):
@@ -223,7 +224,7 @@ def neural_textures(target: Video, source: Video, rng: np.random.Generator, cfg:
     """Mouth re-rendering: the target's mouth follows the source's jaw and
     smile; the region is re-synthesised from a low-frequency texture."""
     factor = rng.uniform(3.0, 4.0)
-    tint = colour_cast(rng.uniform(0.96, 1.04, 3), 1.0, float(cfg["colour_mismatch"])).astype(np.float32)
+    tint = colour_cast(rng.uniform(0.96, 1.04, 3), cfg).astype(np.float32)
     out = []
     for t, frame in enumerate(target.frames):
         region = Region.around(target.landmarks[t], frame.shape[:2])
