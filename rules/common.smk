@@ -144,6 +144,14 @@ def pretrained_marker(method):
     return [f"resources/pretrained/{method}.json"] if config["detectors"][method].get("pretrained") is True else []
 
 
+def pretrained_inputs(model):
+    """What training a model waits for: the fetched weights (`pretrained: true`), or
+    the weights file `pretrained` names; one under results/models/ is a model of
+    `pretraining`, trained first (dfrobust.plan.check_pretrained_weights)."""
+    pretrained = model.detector_cfg(config["detectors"]).get("pretrained")
+    return [pretrained] if isinstance(pretrained, str) else pretrained_marker(model.method)
+
+
 def score_file(model_id, dataset, quality, operation):
     return f"results/scores/{model_id}/{dataset}/{quality}/{operation}.csv"
 

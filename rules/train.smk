@@ -8,7 +8,7 @@ rule train:
     input:
         train=lambda wc: [p for q in model_of(wc).qualities for p in face_shards(MAIN, q, "train")],
         val=lambda wc: [p for q in model_of(wc).qualities for p in face_shards(MAIN, q, "val")],
-        pretrained=lambda wc: pretrained_marker(model_of(wc).method),
+        pretrained=lambda wc: pretrained_inputs(model_of(wc)),
     output:
         weights="results/models/{model}/{trainset}/weights.pt",
         hparams="results/models/{model}/{trainset}/hparams.json",

@@ -238,6 +238,29 @@ def test_pretrained_path_for_capsule_takes_torchvision_vgg19_keys(tmp_path):
     torch.testing.assert_close(det.extractor[16].weight, vgg[16].weight, rtol=0, atol=0)
 
 
+def test_capsule_folds_a_vgg19bn_pool3_models_batch_norm_into_the_papers_plain_vgg19(tmp_path):
+    """The showcase's extractor: weights trained with batch norm, used as the paper's plain VGG19 layers."""
+    torch.manual_seed(0)
+    source = build_detector("vgg19bn_pool3", TINY)
+    for m in source.features:  # running statistics and affine terms far from the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    path = tmp_path / "weights.pt"
+    torch.save({"format": 1, "method": "vgg19bn_pool3", "state_dict": source.state_dict()}, path)  # a weights.pt
+    det = build_detector("capsule", {**TINY, "pretrained": str(path)})
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in det.extractor)
+    assert [type(m) for m in det.extractor] == [type(m) for m in build_detector("capsule", TINY).extractor]
+    assert "batch norm folded" in det.weights_report
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(det.extractor(x), source.eval().features(x), rtol=1e-4, atol=1e-4)
+    truncated = {k: v for k, v in source.state_dict().items() if not k.startswith("features.24.")}
+    torch.save(truncated, tmp_path / "truncated.pt")
+    with pytest.raises(InputError, match="truncated.pt: a VGG19-BN state dict without every batch norm"):
+        build_detector("capsule", {**TINY, "pretrained": str(tmp_path / "truncated.pt")})
+
+
 def test_pretrained_path_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         build_detector("xception", {**TINY, "pretrained": str(tmp_path / "missing.pth")})
@@ -272,6 +295,7 @@ OVERFIT = {
     "xception": ({"drop_rate": 0.0}, 8),
     "capsule": ({"optimizer": {"lr": 2e-2}, "routing_dropout": 0.0, "routing_noise": 0.0}, 16),
     "sbi": ({"optimizer": {"base": "adam", "lr": 3e-3}, "drop_rate": 0.0, "drop_path_rate": 0.0}, 10),
+    "vgg19bn_pool3": ({}, 8),
 }
 
 

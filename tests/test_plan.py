@@ -51,6 +51,16 @@ def test_table_one_and_declared_tables_share_scores():
     assert ("ffpp", "c40", "test") in plan.face_keys() and ("ffpp", "c23", "test") not in plan.face_keys()
 
 
+def test_pretraining_models_are_trained_but_are_no_tables_row():
+    caps = {"pretrained": "results/models/vgg19bn_pool3/raw/weights.pt"}
+    plan = plan_of(models=[{"method": "capsule", "quality": "raw"}], detectors={"capsule": caps},
+                   pretraining=[{"method": "vgg19bn_pool3", "quality": "raw"}],
+                   tables={"t": {"columns": ["ffpp_raw"], "metrics": ["video_auc"]}})
+    assert list(plan.models) == ["capsule/raw", "vgg19bn_pool3/raw"]
+    assert [m.id for m in plan.table1_models] == ["capsule/raw"] and [m.id for m in plan.tables["t"].rows] == ["capsule/raw"]
+    assert {key[0] for key in plan.score_keys()} == {"capsule/raw"}
+
+
 @pytest.mark.parametrize("config, message", [
     ({"models": [{"method": "effnet", "quality": "raw"}]}, "models.0': detector 'effnet'"),
     ({"models": [{"method": "xception", "quality": "raw", "train_on": ["DeepFake"]}]}, "models.0.train_on'"),
@@ -64,6 +74,10 @@ def test_table_one_and_declared_tables_share_scores():
      "no operation 'blur'"),
     ({"models": [{"method": "xception", "quality": "raw", "settings": {"epochs": 1}, "name": "x"},
                  {"method": "xception", "quality": "raw", "settings": {"epochs": 2}, "name": "x"}]}, "differs from another"),
+    ({"detectors": {"capsule": {"pretrained": "results/models/vgg19bn_pool3/raw/weights.pt"}}},
+     r"detectors.capsule.pretrained' \(model capsule/raw\): results/models/vgg19bn_pool3/raw/weights.pt is not the weights.pt "
+     "of a planned model; add that model to `pretraining`"),
+    ({"detectors": {"capsule": {"pretrained": "results/models/capsule/raw/weights.pt"}}}, "is the model's own weights"),
 ])
 def test_bad_plans_name_the_key(config, message):
     with pytest.raises(InputError, match=message):

@@ -88,6 +88,21 @@ def test_paper_config_plans_twenty_gpu_training_jobs(tmp_path):
     assert len(train_blocks) == 20 and all(re.search(r"resources:.*\bgpu=1\b", b) for b in train_blocks)
 
 
+def test_showcase_trains_capsules_extractor_first_and_scores_only_the_table_rows(tmp_path):
+    """config/showcase.yaml: Capsule's `pretrained` names the weights of a `pretraining` model, so its
+    training job waits for that model's; the pretraining model is trained, never scored."""
+    proc = run(workdir_with(tmp_path, REPO / "config" / "showcase.yaml"), "-n", "-p", "results/table1.csv")
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == 3 and counts["score"] == 2 * 13, counts
+    trains = {re.search(r"output: results/models/(\w+)/raw/weights\.pt", b).group(1): b
+              for b in proc.stdout.split("\nrule ") if b.startswith("train:")}
+    assert set(trains) == {"capsule", "xception", "vgg19bn_pool3"}
+    inputs = re.search(r"input: (.*)", trains["capsule"]).group(1).split(", ")
+    assert "results/models/vgg19bn_pool3/raw/weights.pt" in inputs
+    assert not any("weights.pt" in i for i in re.search(r"input: (.*)", trains["xception"]).group(1).split(", "))
+    assert "results/scores/vgg19bn_pool3" not in proc.stdout
+
+
 def test_wrong_config_type_stops_at_start_naming_the_key(tmp_path):
     workdir = workdir_with(tmp_path, {"faces": {"crop_size": "large"}})
     proc = run(workdir, "-n", check=False)

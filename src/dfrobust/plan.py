@@ -170,6 +170,28 @@ def datasets_of(config: dict, counts_of) -> dict[str, Dataset]:
     return out
 
 
+def weights_of(model: Model) -> str:
+    """Where the train rule writes a model's weights."""
+    return f"results/models/{model.id}/weights.pt"
+
+
+def check_pretrained_weights(models: dict[str, Model], detectors: dict) -> None:
+    """A `pretrained` path into results/models/ is a model the workflow trains
+    first: it must be a planned model's weights, and not the model's own."""
+    planned = {weights_of(m): m for m in models.values()}
+    for model in models.values():
+        path = model.detector_cfg(detectors).get("pretrained")
+        if not isinstance(path, str) or not Path(path).as_posix().startswith("results/models/"):
+            continue
+        source = planned.get(Path(path).as_posix())
+        where = f"config key 'detectors.{model.method}.pretrained' (model {model.id})"
+        if source is None:
+            raise InputError(f"{where}: {path} is not the weights.pt of a planned model; add that model to "
+                             f"`pretraining` (planned: {sorted(planned)})")
+        if source is model:
+            raise InputError(f"{where}: {path} is the model's own weights")
+
+
 def model_of(row: dict, config: dict, where: str) -> Model:
     """A model from a `models` row (or a table's row)."""
     methods = tuple(config["dataset"]["methods"])
@@ -264,6 +286,8 @@ def build_plan(config: dict, operations: list[str], counts_of) -> Plan:
         return models.setdefault(model.id, model)
 
     table1 = [add(row, f"models.{i}") for i, row in enumerate(config["models"])]
+    for i, row in enumerate(config.get("pretraining", [])):
+        add(row, f"pretraining.{i}")
     tables = {}
     for name, spec in config.get("tables", {}).items():
         _check_name("table", name)
@@ -281,5 +305,6 @@ def build_plan(config: dict, operations: list[str], counts_of) -> Plan:
             label = col.get("label") or (col["test_set"] if operation == REFERENCE else f"{col['test_set']} {operation}")
             columns.append(Column(col["test_set"], operation, label))
         tables[name] = Table(name, spec.get("title") or name, rows, columns, list(spec["metrics"]))
+    check_pretrained_weights(models, config["detectors"])
     plan = Plan(main, datasets, models, table1, base.name, test_sets, tables, operations=list(operations))
     return plan

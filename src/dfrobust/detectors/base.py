@@ -61,14 +61,10 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(crops, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
 
 
-def load_weights_file(module: nn.Module, path: str | Path, key: str) -> str:
-    """Load a local state-dict file into `module`, keeping only matching tensors.
-
-    Tensors whose name or shape do not match (typically a 1000-class ImageNet
-    head where the detector has 2 classes) are skipped, as timm does for
-    pretrained heads. Fails when nothing matches: that is the wrong file.
-    Returns a one-line report for the training log.
-    """
+def read_weights_file(path: str | Path, key: str) -> dict[str, torch.Tensor]:
+    """The tensors of a local state-dict file: a bare state dict, or one wrapped
+    in "state_dict" or "model" (checkpoints, this workflow's weights.pt), with
+    DataParallel's "module." prefix removed. `key` is the config key that named it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config key '{key}': weights file {path} does not exist")
@@ -81,7 +77,17 @@ def load_weights_file(module: nn.Module, path: str | Path, key: str) -> str:
             state = state[wrapper]
     if not isinstance(state, dict):
         raise InputError(f"{path}: not a state dict")
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def load_matching(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> str:
+    """Load the tensors of `state` (read from `path`) whose name and shape match `module`'s.
+
+    Tensors whose name or shape do not match (typically a 1000-class ImageNet
+    head where the detector has 2 classes) are skipped, as timm does for
+    pretrained heads. Fails when nothing matches: that is the wrong file.
+    Returns a one-line report for the training log.
+    """
     own = module.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:
@@ -91,6 +97,11 @@ def load_weights_file(module: nn.Module, path: str | Path, key: str) -> str:
     missing = sorted(set(own) - set(matched))
     return (f"loaded {len(matched)} tensors from {path}; skipped {len(skipped)} {skipped[:4]}; "
             f"kept {len(missing)} initialised {missing[:4]}")
+
+
+def load_weights_file(module: nn.Module, path: str | Path, key: str) -> str:
+    """Load a local state-dict file into `module`, keeping only matching tensors (load_matching)."""
+    return load_matching(module, read_weights_file(path, key), path)
 
 
 def cat_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

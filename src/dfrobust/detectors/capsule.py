@@ -27,19 +27,22 @@ Capsule-Forensics-v2, model_big.py), because the published numbers come from it:
 Paper settings: input 300 (ImageNet normalisation), Adam (0.9, 0.999)
 lr 5e-4, batch 64, 25 epochs. The official training shuffles all faces
 without class balancing, which is the default here too.
+
+Without ImageNet weights (offline), `pretrained` can name the weights.pt of
+a `vgg19bn_pool3` model the workflow trains first on the same training
+faces: its batch norms are folded into the convolutions, so the extractor
+is still the paper's plain VGG19, frozen (vgg_pool3.py, config/showcase.yaml).
 """
 
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from dfrobust.detectors.base import Detector, load_weights_file
+from dfrobust.detectors.base import Detector
 from dfrobust.detectors.registry import register
-
-VGG19_POOL3 = 19  # vgg19.features[:19] ends with the third max-pooling layer
+from dfrobust.detectors.vgg_pool3 import vgg19_pool3
 
 
 def squash(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -101,25 +104,6 @@ class DynamicRouting(nn.Module):
                 logits = logits + priors * outputs
         # (B, n_out, 1, d_out, 1) -> (B, d_out, n_out)
         return outputs[:, :, 0, :, 0].transpose(2, 1)
-
-
-def vgg19_pool3(pretrained, key: str) -> tuple[nn.Sequential, str]:
-    """torchvision's VGG19 features up to pool3, with weights as `pretrained` says."""
-    if pretrained is True:
-        weights = torchvision.models.VGG19_Weights.IMAGENET1K_V1
-        return torchvision.models.vgg19(weights=weights).features[:VGG19_POOL3], "torchvision VGG19 ImageNet weights"
-    vgg = torchvision.models.vgg
-    features = vgg.make_layers(vgg.cfgs["E"], batch_norm=False)[:VGG19_POOL3]
-    for m in features.modules():  # torchvision's VGG initialisation
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-    report = ""
-    if isinstance(pretrained, str):
-        holder = nn.Module()
-        holder.features = features  # key names of a torchvision vgg19 state dict
-        report = load_weights_file(holder, pretrained, key)
-    return features, report
 
 
 def _init_weights(m: nn.Module) -> None:
