@@ -11,7 +11,7 @@ from dfrobust.core.errors import InputError
 from dfrobust.datasets import ffpp, planned_counts, reader
 from dfrobust.media.crops import resolve_faces
 from dfrobust.media.operations import expand_operations
-from dfrobust.plan import build_plan
+from dfrobust.plan import build_plan, weights_of
 from snakemake.exceptions import WorkflowError
 
 try:

@@ -61,7 +61,7 @@ rule fetch_pretrained:
 rule models:
     """Every model the tables need."""
     input:
-        [f"results/models/{model_id}/weights.pt" for model_id in MODELS],
+        [weights_of(m) for m in MODELS.values()],
     localrule: True
 
 

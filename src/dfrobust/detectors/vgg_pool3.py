@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 
 from dfrobust.core.errors import InputError
-from dfrobust.detectors.base import Detector, load_matching, read_weights_file
+from dfrobust.detectors.base import Detector, load_matching, load_weights_file, read_weights_file
 from dfrobust.detectors.registry import register
 
 POOL3 = {False: 19, True: 27}  # features[:n] ends with the third max pooling (plain, with batch norm)
@@ -104,8 +104,7 @@ class VGG19BNPool3(Detector):
         else:
             self.features = vgg19_features(batch_norm=True)
             if isinstance(pretrained, str):
-                self.weights_report = load_matching(
-                    self, read_weights_file(pretrained, f"detectors.{self.name}.pretrained"), pretrained)
+                self.weights_report = load_weights_file(self, pretrained, f"detectors.{self.name}.pretrained")
         self.head = nn.Linear(256, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
