@@ -223,10 +223,12 @@ def slurm_run(cluster, run_config, tmp_path_factory):
 def test_plain_command_plans_jobs_with_their_resources_from_the_repository_root():
     """`snakemake --profile slurm -n TARGET` from the repository root: the
     profile is found by name and jobs carry their family's resources. (A dry
-    run does not say which rules are local; the cluster run checks that.)"""
+    run does not say which rules are local; the cluster run checks that.)
+    --forceall: `make test` after `make demo` in the same checkout finds the
+    demo's results there, and a plain dry run would plan nothing."""
     from dfrobust.config import load_config
 
-    result = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "-n", "-p", DRY_RUN_TARGET], cwd=REPO,
+    result = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "-n", "-p", "--forceall", DRY_RUN_TARGET], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Using profile slurm" in result.stdout + result.stderr
