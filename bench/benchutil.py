@@ -1,9 +1,16 @@
-"""What the bench scripts share: the device to time on, and waiting for it.
+"""What the bench scripts share: the device to time on, waiting for it, and the
+tests' synthetic faces (tests/synthetic.py, a test fixture outside the library:
+importing this module puts tests/ on the path, so import it before `synthetic`).
 (Imported as `benchutil`: a script run as `python bench/x.py` has bench/ on its path.)"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from dfrobust.detectors.inference import pick_device
 

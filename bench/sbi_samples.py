@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 
-def stored_crop_pool(det, items: int, face: int = 200, width: int = 854, height: int = 480):
+def stored_crop_pool(data, items: int, face: int = 200, width: int = 854, height: int = 480):
     """A pool of `items` stored crops of one real face (the Grace Hopper photo, its face `face` px wide
-    in a width x height frame), stored as the workflow stores them (1.4x, 484 px) and viewed by `det`:
+    in a width x height frame), stored as the workflow stores them (1.4x, 484 px) and viewed by `data` (a
+    detector's FaceData):
     what a detector that cuts its faces from stored crops (SBI) trains on. Returns (pool, record, frame,
     box, landmarks)."""
-    from dfrobust.datasets.demo_identities import source_photos
+    from dfrobust.demo.identities import source_photos
     from dfrobust.media.detect import DlibHogDetector, LandmarkPredictor
     from dfrobust.media.faces import face_of
     from dfrobust.media.store import record_from_faces
@@ -50,7 +51,7 @@ def stored_crop_pool(det, items: int, face: int = 200, width: int = 854, height:
     faces = [face_of(frame, i, box, landmarks, 1.4, 484, retina) for i in range(items)]
     record = record_from_faces("original/000", "original", 0, faces, np.arange(items), 484)
     record.meta.update(width=width, height=height)
-    parts = det.pool_view(record, np.arange(items))
+    parts = data.pool_view(record, np.arange(items))
     pool = FacePool(crops=parts[0], landmarks=parts[1], labels=np.zeros(items, np.int64),
                     video_index=np.zeros(items, np.int64), geometry=parts[2])
     return pool, record, frame, box, landmarks
@@ -65,15 +66,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from dfrobust.detectors import build_detector
+    from dfrobust.detectors import build_data
 
     width, height = (int(v) for v in args.frame.split("x"))
-    det = build_detector("sbi", {"pretrained": False})
-    pool, record, frame, box, landmarks = stored_crop_pool(det, args.items, args.face, width, height)
+    data = build_data("sbi", {"pretrained": False})
+    pool, record, frame, box, landmarks = stored_crop_pool(data, args.items, args.face, width, height)
     print(f"face {args.face} px in {width}x{height}: stored crop {int(record.crop_boxes[0][2] - record.crop_boxes[0][0])} px "
-          f"of frame -> 484 px; SBI input {det.input_size}")
+          f"of frame -> 484 px; SBI input {data.input_size}")
     for train in (True, False):
-        ds = det.train_dataset(pool, 0) if train else det.val_dataset(pool, 0)
+        ds = data.train_dataset(pool, 0) if train else data.val_dataset(pool, 0)
         start = time.perf_counter()
         for i in range(len(ds)):
             ds[i]
@@ -81,7 +82,7 @@ def main() -> None:
         print(f"  {'training' if train else 'validation'} pairs: {len(ds) / seconds:.1f} pairs/s "
               f"({1000 * seconds / len(ds):.1f} ms each, one core)")
     start = time.perf_counter()
-    det.view_faces(record)
+    data.view_faces(record)
     print(f"  test faces: {args.items / (time.perf_counter() - start):.1f} faces/s")
 
     if args.no_retinaface:

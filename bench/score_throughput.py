@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfrobust.detectors.base import resize_crops, to_tensor
+from dfrobust.detectors.tensors import resize_crops, to_tensor
 from dfrobust.detectors.inference import pick_device
 from dfrobust.detectors.registry import build_detector
 from dfrobust.stages.score import score_faces
 from dfrobust.media.store import write_shard
-from dfrobust.training.synthetic import synthetic_record
-
 from benchutil import sync
+from synthetic import synthetic_record
 
 
 def make_shards(folder: Path, n_faces: int, crop: int, per_video: int = 32, per_shard: int = 25) -> list[Path]:

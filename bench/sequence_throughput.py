@@ -23,13 +23,12 @@ import time
 import numpy as np
 import torch
 
-from dfrobust.detectors import build_detector
+from dfrobust.detectors import build_data, build_detector
 from dfrobust.detectors.inference import pick_device
 from dfrobust.media.store import FaceRecord
 from dfrobust.training.optim import build_optimizer
-from dfrobust.training.synthetic import synthetic_record
-
 from benchutil import sync
+from synthetic import synthetic_record
 
 
 def records(n_videos: int, windows: int, length: int, crop: int, seed: int = 0) -> list[FaceRecord]:
@@ -81,7 +80,9 @@ def bench(size: int, length: int, batch: int, steps: int, warmup: int, device: t
     # scoring: stored crops at the size the face stage keeps (resized to the input, as the score stage does)
     recs = records(n_videos=max(1, steps), windows=4, length=length, crop=max(size, 64))
     n_windows = sum(len(r.frame_indices) // length for r in recs)
-    score_times, score_cpu = timed(lambda: det.score_records(recs, length, score_batch, log=lambda m: None), 1, 1, device)
+    data = build_data("two_branch", det.cfg)
+    score_times, score_cpu = timed(lambda: data.score_records(det, recs, length, score_batch, log=lambda m: None), 1, 1,
+                                   device)
     train_median = statistics.median(train_times)
     return {
         "device": str(device), "input_size": size, "frames_per_window": length, "lstm": lstm,

@@ -23,14 +23,13 @@ import time
 import numpy as np
 import torch
 
-from dfrobust.detectors import available_detectors, build_detector, detector_class
-from dfrobust.detectors.base import Detector, cat_collate
+from dfrobust.detectors import FaceData, available_detectors, build_data, build_detector, detector_class
+from dfrobust.detectors.tensors import cat_collate
 from dfrobust.training import train_step
 from dfrobust.training.data import FacePool
 from dfrobust.training.optim import build_optimizer
-from dfrobust.training.synthetic import synthetic_videos
-
 from benchutil import bench_device, sync
+from synthetic import synthetic_videos
 
 
 # Training images/s on a GPU, for the loader workers a detector needs: timm's published training
@@ -50,7 +49,7 @@ GPU_RATES = {
 def trains_on_windows(name: str) -> bool:
     """A sequence detector (two_branch) trains on windows of faces, not single faces:
     bench/sequence_throughput.py measures it."""
-    return detector_class(name).pool_rows is not Detector.pool_rows
+    return detector_class(name).data_class.pool_rows is not FaceData.pool_rows
 
 
 def synthetic_pool(size: int, n: int) -> FacePool:
@@ -94,7 +93,7 @@ def bench_step(name: str, size: int, batch: int, steps: int, warmup: int, device
 
 def bench_data(name: str, size: int, batch: int) -> float:
     """Images per second of the detector's training items (uint8, collated), one process."""
-    det = build_detector(name, {"input_size": size, "pretrained": False})
+    det = build_data(name, {"input_size": size, "pretrained": False})
     if det.keeps_stored_crops:  # SBI blends from stored crops at the video's resolution: a real face's
         from sbi_samples import stored_crop_pool  # (bench/, beside this script)
 

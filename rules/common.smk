@@ -1,14 +1,16 @@
 # Shared setup: the validated config, the plan of the run (datasets, models,
 # test sets, tables: dfrobust.plan), file names and helpers of the rules.
+import os
 import re as _re
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# the checkout envs/dfrobust.post-deploy.sh installs into a rule's conda environment (--sdm conda)
+os.environ["DFROBUST_REPO"] = workflow.basedir
 
 from dfrobust.config import validate_config
 from dfrobust.core.errors import InputError
-from dfrobust.datasets import ffpp, planned_counts, reader
+from dfrobust.datasets import ffpp, reader
+from dfrobust.demo import planned_counts
 from dfrobust.media.crops import resolve_faces
 from dfrobust.media.operations import expand_operations
 from dfrobust.plan import build_plan, weights_of

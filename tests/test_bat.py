@@ -16,7 +16,7 @@ from conftest import REPO, train_killed_and_resumed
 from dfrobust.core.errors import InputError
 from dfrobust.detectors import build_detector, resolve_config
 from dfrobust.detectors.augment import Augmenter
-from dfrobust.detectors.base import to_tensor
+from dfrobust.detectors.tensors import to_tensor
 from dfrobust.training.blur import gaussian_weights, offsets, pixel_blur
 from dfrobust.training.flow import flow_smoothness, warp
 from dfrobust.training.generator import BlurGenerator
@@ -24,7 +24,7 @@ from dfrobust.training.logbook import read_log
 from dfrobust.training.optim import build_optimizer, build_scheduler
 from dfrobust.training.procedures import PROCEDURES, build_procedure
 from dfrobust.training.procedures.adversarial import attacking, detector_loss
-from dfrobust.training.synthetic import synthetic_videos, write_synthetic_shards
+from synthetic import synthetic_videos, write_synthetic_shards
 
 torch.set_num_threads(2)
 

@@ -500,7 +500,7 @@ CDF_TINY = {"celebrities": 3, "videos_per_celebrity": 1, "youtube_videos": 2, "f
 
 @pytest.fixture(scope="module")
 def cdf_demo(tmp_path_factory):
-    from dfrobust.datasets.demo_celebdf import build_demo_celebdf
+    from dfrobust.demo.celebdf_layout import build_demo_celebdf
 
     root = tmp_path_factory.mktemp("cdf_demo")
     return root, build_demo_celebdf(root, CDF_TINY, seed=3, progress=False)
@@ -535,7 +535,7 @@ def test_celebdf_demo_layout_and_test_list(cdf_demo):
 
 def test_celebdf_demo_manifest_lists_every_file_and_is_written_last(cdf_demo):
     from dfrobust.core.io import sha256_file
-    from dfrobust.datasets import demo_celebdf
+    from dfrobust.demo import celebdf_layout as demo_celebdf
 
     root, manifest = cdf_demo
     on_disk = json.loads((root / demo_celebdf.MANIFEST).read_text())
@@ -587,7 +587,7 @@ def test_celebdf_demo_fakes_change_the_face_only(cdf_demo):
 
 
 def test_celebdf_demo_same_seed_same_bytes_whatever_the_workers(tmp_path):
-    from dfrobust.datasets.demo_celebdf import build_demo_celebdf, plan, resolve_config
+    from dfrobust.demo.celebdf_layout import build_demo_celebdf, plan, resolve_config
 
     small = {"celebrities": 2, "videos_per_celebrity": 1, "youtube_videos": 1, "test": {"real": 1, "fake": 1}, "n_frames": 6}
     one = build_demo_celebdf(tmp_path / "a", {**small, "workers": 2}, seed=7, progress=False)
@@ -600,7 +600,7 @@ def test_celebdf_demo_same_seed_same_bytes_whatever_the_workers(tmp_path):
 
 
 def test_kalman_smoothing_removes_jitter_and_follows_motion():
-    from dfrobust.datasets.demo_celebdf import kalman_smooth
+    from dfrobust.demo.celebdf_layout import kalman_smooth
 
     rng = np.random.default_rng(0)
     t = np.arange(200, dtype=np.float64)
@@ -614,7 +614,7 @@ def test_kalman_smoothing_removes_jitter_and_follows_motion():
 
 
 def test_celebdf_demo_refuses_a_dataset_it_did_not_make(tmp_path):
-    from dfrobust.datasets.demo_celebdf import build_demo_celebdf
+    from dfrobust.demo.celebdf_layout import build_demo_celebdf
 
     make_celebdf(tmp_path)
     with pytest.raises(InputError, match="did not make"):
@@ -631,7 +631,7 @@ def test_celebdf_demo_refuses_a_dataset_it_did_not_make(tmp_path):
     ({"width": 321}, "demo_celebdf.width"),
 ])
 def test_celebdf_demo_bad_config_names_the_key(cfg, message):
-    from dfrobust.datasets.demo_celebdf import resolve_config
+    from dfrobust.demo.celebdf_layout import resolve_config
 
     with pytest.raises(InputError, match=message):
         resolve_config(cfg)
@@ -641,7 +641,7 @@ def test_celebdf_demo_schema_is_the_one_source_of_its_defaults():
     import jsonschema
 
     from dfrobust.core.config import load_schemas, resolve_ref
-    from dfrobust.datasets import demo_celebdf
+    from dfrobust.demo import celebdf_layout as demo_celebdf
 
     schema = load_schemas()[1]["demo_celebdf"]
     jsonschema.Draft202012Validator.check_schema(schema)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dfrobust.datasets import demo
-from dfrobust.datasets.demo_manipulations import METHODS
+from dfrobust.demo import ffpp_layout as demo
+from dfrobust.demo.manipulations import METHODS
 from dfrobust.core.config import load_schemas, resolve_ref
 from dfrobust.core.errors import InputError
 from dfrobust.media.detect import DlibHogDetector
@@ -159,7 +159,7 @@ def test_swaps_pair_people_across_or_within_the_two_photos(pairs):
 
 
 def test_colour_mismatch_scales_the_casts_and_keeps_the_default_bytes():
-    from dfrobust.datasets.demo_manipulations import colour_cast
+    from dfrobust.demo.manipulations import colour_cast
 
     drawn = np.array([0.95, 1.03, 1.0])
     assert colour_cast(drawn, {"colour_mismatch": 1.0}) is drawn  # the default demo's values, untouched
@@ -226,7 +226,7 @@ def test_bad_config_names_the_key(cfg, message):
 
 
 def test_photo_without_a_face_is_a_clear_error(tmp_path):
-    from dfrobust.datasets.demo_identities import load_photo
+    from dfrobust.demo.identities import load_photo
 
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))

@@ -9,16 +9,17 @@ import torch
 import yaml
 from torch import nn
 
-from dfrobust.detectors import (available_detectors, build_detector, config_schema, detector_class, load_trained,
+from dfrobust.detectors import (available_detectors, build_data, build_detector, config_schema, detector_class, load_trained,
                                 predict_faces, register, resize_crops, resolve_config)
-from dfrobust.detectors.base import Detector, to_tensor
+from dfrobust.detectors.base import Detector
+from dfrobust.detectors.tensors import to_tensor
 from dfrobust.detectors.capsule import DynamicRouting, PrimaryCapsules, squash
 from dfrobust.detectors.inference import save_weights
 from dfrobust.core.errors import InputError
 from dfrobust.training import SAM, train_step
 from dfrobust.training.data import FacePool
 from dfrobust.training.optim import build_optimizer
-from dfrobust.training.synthetic import synthetic_videos
+from synthetic import synthetic_videos
 
 from conftest import REPO
 
@@ -283,7 +284,7 @@ def test_predict_faces_is_batched_deterministic_and_round_trips(tmp_path, faces)
     np.testing.assert_array_equal(predict_faces(loaded, crops, batch_size=5), p)
     expected = det.eval().predict_proba(det.preprocess(to_tensor(resize_crops(crops, 32)))).detach().numpy()
     np.testing.assert_allclose(p, expected, rtol=0, atol=1e-6)
-    assert predict_faces(loaded, crops[:0]).shape == (0,)
+    assert predict_faces(loaded, crops[:0], batch_size=5).shape == (0,)
     with pytest.raises(InputError, match="do not exist"):
         load_trained(tmp_path / "nowhere")
 
@@ -373,9 +374,9 @@ def test_augmentation_from_config_is_albumentations_seeded_and_checked(faces):
         Augmenter([{"name": "Flip2D"}])
     with pytest.raises(InputError, match="augment.0': GaussNoise"):
         Augmenter([{"name": "GaussNoise", "sigma": 3}])
-    det = build_detector("xception", {**TINY, "augment": [{"name": "HorizontalFlip", "p": 1.0}]})
+    data = build_data("xception", {**TINY, "augment": [{"name": "HorizontalFlip", "p": 1.0}]})
     pool = pool_of(*faces)
-    epoch = det.train_dataset(pool, seed=0)
+    epoch = data.train_dataset(pool, seed=0)
     image, _ = epoch[0]
     j = int(epoch.order[0])
     assert np.array_equal(image[0].permute(1, 2, 0).numpy(), pool.crops[j][:, ::-1])

@@ -1,6 +1,6 @@
 """The library's layers: no module imports a module of a higher layer.
 
-    core < media < datasets < evaluation < detectors < training < stages < reporting < (plan, config, cli)
+    core < media < datasets < demo < evaluation < detectors < training < stages < reporting < (plan, config, cli)
 
 Every import counts, also one inside a function: a lazy import up the
 layers is still a cycle in the design.
@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "src" / "dfrobust"
-LAYERS = ["core", "media", "datasets", "evaluation", "detectors", "training", "stages", "reporting", "plan", "config", "cli"]
+LAYERS = ["core", "media", "datasets", "demo", "evaluation", "detectors", "training", "stages", "reporting", "plan", "config", "cli"]
 
 
 def layer_of(module: str) -> int:
@@ -73,3 +73,55 @@ def test_the_check_catches_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from dfrobust.stages.faces import run_face_shard\n")
     assert layer_of(next(iter(imported("dfrobust.core.bad", bad)))) > layer_of("dfrobust.core.bad")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the dfrobust modules it imports (anywhere in its file). `from
+    package import name` is an edge to package.name when that is a module (the
+    package's own __init__ is then only its parent, not what is imported)."""
+    found = modules()
+    graph = {}
+    for module, path in found.items():
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                submodules = {f"{base}.{alias.name}" for alias in node.names} & set(found)
+                targets |= submodules or {base}
+        graph[module] = {t for t in targets if t in found and t != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import circles (each as one path around it), found by depth-first search."""
+    out, state = [], {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                out.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return out
+
+
+def test_no_import_circle_inside_a_layer():
+    found = cycles(import_graph())
+    assert not found, "import circles: " + "; ".join(" -> ".join(c) for c in found)
+
+
+def test_the_circle_check_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

@@ -17,14 +17,15 @@ from dfrobust.config import validate_config
 from dfrobust.core.errors import InputError
 from dfrobust.detectors import build_detector, detector_class, resize_crops
 from dfrobust.detectors.augment import Augmenter
-from dfrobust.detectors.base import Detector, to_tensor
+from dfrobust.detectors.base import Detector
+from dfrobust.detectors.tensors import to_tensor
 from dfrobust.plan import build_plan
 from dfrobust.training import SAM
 from dfrobust.training.optim import build_optimizer
 from dfrobust.training.procedures import PROCEDURES, build_procedure
 from dfrobust.training.procedures.base import Plain
 from dfrobust.training.procedures.pim import PerturbationInjection, default_sites, inject
-from dfrobust.training.synthetic import synthetic_videos, write_synthetic_shards
+from synthetic import synthetic_videos, write_synthetic_shards
 
 from conftest import REPO, train_killed_and_resumed
 from test_datasets import make_celebdf, make_dfd, make_dfdc

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dfrobust.core.errors import InputError
-from dfrobust.detectors import build_detector, predict_records, resize_crops
+from dfrobust.detectors import build_data, build_detector, resize_crops
 from dfrobust.detectors import resolve_config
 from dfrobust.detectors.crop import stored_crop_of
 from dfrobust.media.crops import CropSpec, cut, resolve_faces, stored_crop
@@ -26,7 +26,7 @@ from dfrobust.media.forehead import extend_landmarks, forehead_points
 from dfrobust.media.geometry import margin_region, square_crop_box, union_box
 from dfrobust.training.data import FacePool
 from dfrobust.training.loop import selects
-from dfrobust.training.synthetic import synthetic_videos
+from synthetic import synthetic_videos
 
 torch.set_num_threads(2)
 SBI_TINY = {"pretrained": False, "backbone": "efficientnet_b0", "input_size": 32}
@@ -36,7 +36,7 @@ SBI_TINY = {"pretrained": False, "backbone": "efficientnet_b0", "input_size": 32
 @pytest.fixture(scope="module")
 def photos():
     """The two real face photos packages ship (matplotlib, scikit-image), with dlib's 68 landmarks."""
-    from dfrobust.datasets.demo_identities import source_photos
+    from dfrobust.demo.identities import source_photos
 
     return [(p.image, p.landmarks) for p in source_photos()]
 
@@ -45,7 +45,7 @@ def photos():
 def demo_faces():
     """Four identities of the embedded demo (reshaped, recoloured, mirrored photos) with their landmarks."""
     from dfrobust.core.config import resolve_block
-    from dfrobust.datasets.demo_identities import make_identity
+    from dfrobust.demo.identities import make_identity
 
     cfg = resolve_block("demo", {})
     ids = [make_identity(i, np.random.default_rng(i), cfg["width"], cfg["height"], cfg) for i in range(4)]
@@ -158,9 +158,9 @@ def test_every_detector_crop_fits_in_the_stored_crop():
 
 def test_a_crop_of_the_whole_stored_crop_is_the_plain_resize():
     records = synthetic_videos(1, 1, frames=3, size=48, seed=0)
-    det = build_detector("xception", {"pretrained": False, "input_size": 32})
+    data = build_data("xception", {"pretrained": False, "input_size": 32})
     for rec in records:  # synthetic crops are the whole frame: FF++'s 1.3x square is clamped to it
-        np.testing.assert_array_equal(det.view_faces(rec), resize_crops(rec.crops, 32))
+        np.testing.assert_array_equal(data.view_faces(rec), resize_crops(rec.crops, 32))
     crop = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     np.testing.assert_array_equal(cut(crop, np.array([100, 50, 228, 178]), np.array([132, 82, 196, 146]), 32), crop[16:48, 16:48])
 
@@ -258,19 +258,19 @@ def sbi_pool(records, det) -> FacePool:
 
 def test_sbi_items_pair_each_real_with_its_blend():
     records = synthetic_videos(2, 1, frames=4, size=48, seed=0)
-    det = build_detector("sbi", SBI_TINY)
-    pool = sbi_pool(records, det)
+    data = build_data("sbi", SBI_TINY)
+    pool = sbi_pool(records, data)
     assert pool.crops.shape[1] == 48 and pool.geometry["crop_boxes"].shape == (16, 4)  # the stored crops
-    train = SelfBlendFaces(pool, seed=1, train=True, crop=det.face_crop)
+    train = SelfBlendFaces(pool, seed=1, train=True, crop=data.crop)
     assert len(train) == 8 and train.notes and "no RetinaFace boxes" in train.notes[0]  # reals only
     x, y = train[0]
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.uint8 and y.tolist() == [0, 1]
     assert not torch.equal(x[0], x[1]) and torch.equal(train[0][0], x)  # reproducible from its seed
-    val = SelfBlendFaces(pool, seed=2, train=False, crop=det.face_crop)
+    val = SelfBlendFaces(pool, seed=2, train=False, crop=data.crop)
     assert all(torch.equal(val[i][0], val[i][0]) for i in range(2))  # a fixed validation set
-    assert any(not torch.equal(train[i][0], SelfBlendFaces(pool, 3, True, det.face_crop)[i][0]) for i in range(4))
-    assert det.train_labels == (0,) and det.val_labels == (0,)
-    assert build_detector("sbi", {**SBI_TINY, "val_fakes": "dataset"}).val_labels == (0, 1)
+    assert any(not torch.equal(train[i][0], SelfBlendFaces(pool, 3, True, data.crop)[i][0]) for i in range(4))
+    assert data.train_labels == (0,) and data.val_labels == (0,)
+    assert build_data("sbi", {**SBI_TINY, "val_fakes": "dataset"}).val_labels == (0, 1)
 
 
 def test_sbi_trains_only_on_faces_with_a_retinaface_box_and_scores_around_it(photos):
@@ -283,13 +283,13 @@ def test_sbi_trains_only_on_faces_with_a_retinaface_box_and_scores_around_it(pho
     faces = [face_of(image, i, dlib, lm, 1.4, 120, retina if i else None) for i in range(3)]
     rec = record_from_faces("original/000", "original", 0, faces, np.arange(3), 120)
     rec.meta.update(width=image.shape[1], height=image.shape[0])
-    det = build_detector("sbi", {**SBI_TINY, "input_size": 64})
-    pool = sbi_pool([rec], det)
-    ds = SelfBlendFaces(pool, seed=0, train=True, crop=det.face_crop)
+    det, data = build_detector("sbi", {**SBI_TINY, "input_size": 64}), build_data("sbi", {**SBI_TINY, "input_size": 64})
+    pool = sbi_pool([rec], data)
+    ds = SelfBlendFaces(pool, seed=0, train=True, crop=data.crop)
     assert sorted(ds.order.tolist()) == [1, 2] and ds.n_unusable == 1
-    test_faces = det.view_faces(rec)
+    test_faces = data.view_faces(rec)
     assert test_faces.shape == (3, 64, 64, 3)
-    spec = det.face_crop.spec
+    spec = data.crop.spec
     for i, box in enumerate([dlib, retina, retina]):  # the face box where RetinaFace found none
         x0, y0, x1, y1 = (int(v) for v in spec.region(box, np.array([0, 0, 512, 512])))
         expected = cv2.resize(image[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_LINEAR)
@@ -298,8 +298,8 @@ def test_sbi_trains_only_on_faces_with_a_retinaface_box_and_scores_around_it(pho
     real, _ = blend_face(face, np.random.default_rng(0), spec, 64, Transforms(), train=False)
     # validation reals are the test crop (up to the colour change when the target was the altered copy)
     assert np.corrcoef(real.ravel(), test_faces[1].ravel())[0, 1] > 0.95
-    scores = predict_records(det.eval(), [rec])
-    assert scores.shape == (3,)
+    [(frames, scores)] = data.score_records(det.eval(), [rec], 0, 64)
+    assert scores.shape == (3,) and frames.tolist() == rec.frame_indices.tolist()
 
 
 # -- RetinaFace ------------------------------------------------------------------------------------------------

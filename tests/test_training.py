@@ -12,14 +12,15 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from dfrobust.detectors import available_detectors, load_trained, predict_faces, register
-from dfrobust.detectors.base import BalancedFaces, Detector
+from dfrobust.detectors.base import Detector
+from dfrobust.detectors.data import BalancedFaces
 from dfrobust.core.errors import InputError
 from dfrobust.media.store import iter_faces
 from dfrobust.training import TrainingDiverged, train
 from dfrobust.training.data import FacePool, build_pool, pick_frames
 from dfrobust.training.logbook import COLUMNS, read_log
 from dfrobust.training.optim import LinearDecay, build_optimizer, build_scheduler
-from dfrobust.training.synthetic import manipulate, synthetic_videos, write_synthetic_shards
+from synthetic import manipulate, synthetic_videos, write_synthetic_shards
 
 from conftest import train_killed_and_resumed
 
@@ -101,13 +102,13 @@ def test_balanced_epochs_draw_both_classes_equally():
     labels = np.array([0] * 5 + [1] * 20)
     pool = FacePool(crops=np.zeros((25, 4, 4, 3), np.uint8), landmarks=np.zeros((25, 68, 2), np.float32),
                     labels=labels, video_index=np.arange(25), videos=[])
-    ds = BalancedFaces(pool, seed=3)
+    ds = BalancedFaces(pool, seed=3, balanced=True)
     drawn = labels[ds.order]
     assert len(ds) == 24 and (drawn == 0).sum() == (drawn == 1).sum() == 12
     fakes = ds.order[drawn == 1]
     assert len(set(fakes.tolist())) == 12  # without replacement within a class
-    np.testing.assert_array_equal(BalancedFaces(pool, seed=3).order, ds.order)
-    assert not np.array_equal(BalancedFaces(pool, seed=4).order, ds.order)
+    np.testing.assert_array_equal(BalancedFaces(pool, seed=3, balanced=True).order, ds.order)
+    assert not np.array_equal(BalancedFaces(pool, seed=4, balanced=True).order, ds.order)
     natural = BalancedFaces(pool, seed=3, balanced=False)
     assert sorted(natural.order.tolist()) == list(range(25))
 
@@ -172,7 +173,7 @@ def test_selection_uses_validation_auc_only(tmp_path):
     # weights.pt is that epoch's model: it reproduces the logged validation AUC
     det = load_trained(out)
     faces = list(iter_faces(val_shards))
-    probs = np.concatenate([predict_faces(det, r.crops) for r in faces])
+    probs = np.concatenate([predict_faces(det, r.crops, 64) for r in faces])
     labels = np.concatenate([[r.label] * r.n_faces for r in faces])
     assert roc_auc_score(labels, probs) == pytest.approx(aucs[summary["selected_epoch"] - 1], abs=1e-9)
 

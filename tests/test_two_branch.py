@@ -14,8 +14,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from dfrobust.core.errors import InputError
-from dfrobust.detectors import build_detector, load_trained, predict_faces
-from dfrobust.detectors.base import to_tensor
+from dfrobust.detectors import build_data, build_detector, load_trained, predict_faces
+from dfrobust.detectors.tensors import to_tensor
 from dfrobust.detectors.deep_log import MultiScaleLoG, gaussian_kernel
 from dfrobust.detectors.two_branch import PoolWindows, WindowEpoch, pool_windows
 from dfrobust.media import ffmpeg
@@ -26,7 +26,7 @@ from dfrobust.stages.score import score_faces
 from dfrobust.training.data import FacePool, build_pool
 from dfrobust.training.logbook import read_log
 from dfrobust.training.optim import build_optimizer, build_scheduler
-from dfrobust.training.synthetic import synthetic_videos, write_synthetic_shards
+from synthetic import synthetic_videos, write_synthetic_shards
 
 from conftest import train_killed_and_resumed
 
@@ -290,10 +290,10 @@ def _encoded_shards(tmp_path, split="train"):
 
 def test_pool_keeps_whole_windows_of_one_video_in_time_order(tmp_path):
     shards, records = _encoded_shards(tmp_path)
-    det = detector()
+    data = build_data("two_branch", SMALL)
     messages = []
-    pool = build_pool(shards, 8, 16, (0, 1), tmp_path, "train", messages.append, pick=det.pool_rows)
-    assert det.window_length == 4
+    pool = build_pool(shards, 8, 16, (0, 1), tmp_path, "train", messages.append, pick=data.pool_rows)
+    assert data.window_length == 4
     # video 5's only window misses a face: left out and reported
     assert [v["video_id"] for v in pool.videos] == [r.video_id for r in records if r.video_id != "Deepfakes/005"]
     assert any("1 video(s) left out" in m and "Deepfakes/005" in m for m in messages)
@@ -317,15 +317,15 @@ def test_pool_keeps_whole_windows_of_one_video_in_time_order(tmp_path):
     assert len(PoolWindows(pool, 4)) == 11 and len(PoolWindows(pool, 4, labels=(0,))) == 3
     single = write_synthetic_shards(tmp_path / "single", records[:2], faces_config={})
     with pytest.raises(InputError, match="faces.windows.length"):
-        build_pool(single, 8, 16, (0, 1), tmp_path, "single", messages.append, pick=detector().pool_rows)
+        build_pool(single, 8, 16, (0, 1), tmp_path, "single", messages.append, pick=build_data("two_branch", SMALL).pool_rows)
 
 
 def test_prepare_puts_the_centre_at_the_mean_real_window_embedding(tmp_path):
     shards, _ = _encoded_shards(tmp_path)
-    det = detector()
-    pool = build_pool(shards, 8, 32, (0, 1), tmp_path, "train", lambda m: None, pick=det.pool_rows)
+    det, data = detector(), build_data("two_branch", SMALL)
+    pool = build_pool(shards, 8, 32, (0, 1), tmp_path, "train", lambda m: None, pick=data.pool_rows)
     det.train()
-    det.prepare(pool)
+    data.prepare(det, pool)
     assert det.training
     det.eval()
     with torch.no_grad():
@@ -366,7 +366,7 @@ def test_score_table_has_one_row_per_window(tmp_path):
     single = tmp_path / "single.npz"
     write_shard(single, records, [{"video_id": r.video_id, "manipulation": r.manipulation, "label": r.label} for r in records], {})
     with pytest.raises(InputError, match="faces.windows.length"):
-        score_faces(det, [single])
+        score_faces(det, [single], 8)
 
 
 # --- schedule, training loop, resume, overfitting ------------------------------------
@@ -401,8 +401,9 @@ def test_overfits_eight_synthetic_videos_within_a_few_dozen_steps():
     pool = FacePool(crops=np.concatenate([r.crops for r in records]), landmarks=np.concatenate([r.landmarks for r in records]),
                     labels=np.repeat(y.numpy(), 4), video_index=np.repeat(np.arange(8), 4),
                     videos=[{"label": int(label)} for label in y])
-    det.window_length = 4
-    det.prepare(pool)
+    data = build_data("two_branch", det.cfg)
+    data.window_length = 4
+    data.prepare(det, pool)
     opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
     det.train()
     losses = []
@@ -440,6 +441,6 @@ def test_trains_resumes_and_scores_windows(tmp_path):
     assert torch.count_nonzero(model.center) > 0
     test = write_synthetic_shards(tmp_path / "test", synthetic_videos(2, 1, frames=8, size=32, seed=2), split="test",
                                   faces_config=WINDOWS)
-    table = score_faces(model, test)
+    table = score_faces(model, test, 8)
     assert len(table) == 8 and table.groupby("video_id").size().tolist() == [2, 2, 2, 2]
     assert set(table["frame_index"]) == {0, 40} and table["score"].between(0, 1).all()

@@ -1,8 +1,4 @@
 """Snakemake script: index the dataset and report what is missing."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.stages.dataset import write_index
 from dfrobust.core.runlog import run_logged
 

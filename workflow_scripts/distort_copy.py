@@ -1,9 +1,5 @@
 """Snakemake script: the processed copy of one clean test shard under one operation
 (or under every operation at once, with operations.one_decode)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.core.gpu import claim_gpu
 from dfrobust.core.provenance import collect
 from dfrobust.core.runlog import run_logged

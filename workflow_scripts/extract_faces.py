@@ -1,8 +1,4 @@
 """Snakemake script: faces of one (dataset, quality, split, shard)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.stages.faces import run_face_shard
 from dfrobust.core.gpu import claim_gpu
 from dfrobust.core.provenance import collect

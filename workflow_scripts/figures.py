@@ -1,8 +1,5 @@
 """Snakemake script: the report's figures."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 
 from dfrobust.reporting.report import make_figures
 from dfrobust.core.runlog import run_logged

@@ -1,8 +1,4 @@
 """Snakemake script: the same test frame under every operation (the paper's Fig. 1)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.core.runlog import run_logged
 from dfrobust.stages.distort import operations_figure
 

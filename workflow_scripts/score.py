@@ -1,10 +1,7 @@
 """Snakemake script: score one test copy with one trained model."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-
-import torch  # noqa: E402
+import torch
 
 from dfrobust.stages.score import score_copy
 from dfrobust.core.gpu import claim_gpu

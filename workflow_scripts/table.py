@@ -1,8 +1,4 @@
 """Snakemake script: one table of the config's `tables` block."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
 from dfrobust.core.runlog import run_logged
 from dfrobust.reporting.report import make_table
 

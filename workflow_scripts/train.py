@@ -1,10 +1,7 @@
 """Snakemake script: train one model (detector, training set, procedure), resuming from its checkpoint."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # dfrobust from this repo (conda envs)
-
-import torch  # noqa: E402
+import torch
 
 from dfrobust.core.gpu import claim_gpu
 from dfrobust.core.runlog import run_logged

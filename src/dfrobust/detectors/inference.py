@@ -1,14 +1,13 @@
-"""Trained detectors for scoring: load weights.pt, turn face crops into fake
-probabilities (batched, no gradients, eval mode, so deterministic)."""
+"""Trained detectors: the weights.pt a training run writes, and loading it back
+for scoring (eval mode, its own preprocessing, nothing downloaded)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from dfrobust.detectors.base import Detector, resize_crops, to_tensor
+from dfrobust.detectors.base import Detector
 from dfrobust.detectors.registry import build_detector
 from dfrobust.core.errors import InputError
 from dfrobust.core.io import atomic_path
@@ -62,34 +61,3 @@ def load_trained(model_dir: str | Path, device: str | None = None) -> Detector:
     detector.load_state_dict(blob["state_dict"])
     detector.trained = {"epoch": blob["epoch"], "val_auc": blob["val_auc"], "path": str(path)}
     return detector.to(pick_device(device)).eval()
-
-
-def predict_records(detector: Detector, records, batch_size: int = 64) -> np.ndarray:
-    """Fake probability (float32) of every face of the given FaceRecords, in order: each face cut
-    from its stored crop by the detector's `crop` (Detector.view_faces), as in training."""
-    faces = [detector.view_faces(r) for r in records if r.n_faces]
-    if not faces:
-        return np.zeros(0, np.float32)
-    return predict_faces(detector, np.concatenate(faces), batch_size)
-
-
-def predict_faces(detector: Detector, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Fake probability (float32, shape (n,)) of each uint8 RGB crop (n, S, S, 3).
-
-    Crops are resized to the detector's input size as the whole face (for
-    stored crops a detector cuts differently, use `predict_records`).
-    """
-    crops = np.asarray(crops)
-    if len(crops) == 0:
-        return np.zeros(0, np.float32)
-    was_training = detector.training
-    detector.eval()
-    out = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(crops), batch_size):
-                x = to_tensor(resize_crops(crops[start : start + batch_size], detector.input_size))
-                out.append(detector.predict_proba(detector.preprocess(x)).float().cpu().numpy())
-    finally:
-        detector.train(was_training)
-    return np.concatenate(out)

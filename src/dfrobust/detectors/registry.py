@@ -28,3 +28,8 @@ def available_detectors() -> list[str]:
 def build_detector(name: str, cfg: dict[str, Any] | None = None):
     """A detector built from its (partial) config block; weights as `pretrained` says."""
     return detector_class(name)(resolve_config(name, cfg))
+
+
+def build_data(name: str, cfg: dict[str, Any] | None = None):
+    """What detector `name` reads (its class's `data_class`), from its (partial) config block."""
+    return detector_class(name).data_class(resolve_config(name, cfg), name)

@@ -27,8 +27,10 @@ from torch.utils.data import Dataset
 
 from dfrobust.core.errors import InputError
 from dfrobust.detectors.augment import Augmenter
-from dfrobust.detectors.base import TimmClassifier, to_tensor
+from dfrobust.detectors.base import TimmClassifier
 from dfrobust.detectors.crop import FaceCrop, geometry_of
+from dfrobust.detectors.data import FaceData
+from dfrobust.detectors.tensors import to_tensor
 from dfrobust.media.crops import frame_landmarks, pick_boxes
 from dfrobust.detectors.registry import register
 from dfrobust.detectors.sbi_blend import (BLEND_RATIOS, HULLS, StoredFace, Transforms, blend_face, face_for_scoring,
@@ -38,7 +40,7 @@ from dfrobust.detectors.sbi_blend import (BLEND_RATIOS, HULLS, StoredFace, Trans
 class SelfBlendFaces(Dataset):
     """Real faces, each item a (real, self-blended fake) pair with labels (0, 1).
 
-    The pool keeps the stored crops and their geometry (Detector.pool_view).
+    The pool keeps the stored crops and their geometry (FaceData.pool_view).
     Training items are flipped, jittered and augmented, in a seeded shuffled
     order; validation items are none of these, in pool order. Item i draws
     from its own Generator seeded by (seed, i), so the result does not depend
@@ -114,6 +116,45 @@ class TestLikeFaces(Dataset):
         return to_tensor(image[None]), torch.tensor([int(self.pool.labels[j])])
 
 
+class SelfBlendData(FaceData):
+    """SBI's data: real faces only, each with its self-blended copy; checkpoint selection on
+    the validation reals and their self-blends (or the split's real fakes, `val_fakes`)."""
+
+    train_labels = (0,)
+
+    @property
+    def val_labels(self) -> tuple[int, ...]:
+        return (0,) if self.cfg["val_fakes"] == "self_blended" else (0, 1)
+
+    @property
+    def keeps_stored_crops(self) -> bool:
+        return True  # blending works on the stored crop at the video's resolution
+
+    def _dataset(self, pool, seed: int, train: bool) -> SelfBlendFaces:
+        return SelfBlendFaces(pool, seed, train, self.crop, self.cfg["blend_ratios"], self.cfg["hull"],
+                              self.cfg["forehead"], self.augmenter())
+
+    def train_dataset(self, pool, seed: int) -> Dataset:
+        return self._dataset(pool, seed, train=True)
+
+    def val_dataset(self, pool, seed: int) -> Dataset:
+        if self.cfg["val_fakes"] == "self_blended":
+            return self._dataset(pool, seed, train=False)
+        return TestLikeFaces(pool, self.crop)
+
+    def view_faces(self, record) -> np.ndarray:
+        """Test faces: the fixed crop around each face's RetinaFace box (its face box where none was
+        found), from the stored crop at the video's resolution, as the validation faces."""
+        geometry = geometry_of(record)
+        boxes = pick_boxes(self.crop.spec, geometry["boxes"], geometry["retina_boxes"])
+        lms = frame_landmarks(np.asarray(record.landmarks, np.float64), np.asarray(record.crop_boxes), record.crops.shape[1])
+        out = np.empty((record.n_faces, self.input_size, self.input_size, 3), np.uint8)
+        for i in range(record.n_faces):
+            face = StoredFace(np.asarray(record.crops[i]), np.asarray(record.crop_boxes[i]), lms[i], boxes[i])
+            out[i] = face_for_scoring(face, self.crop.spec, self.input_size)
+        return out
+
+
 @register("sbi")
 class SBI(TimmClassifier):
     """Self-Blended Images: AdvProp EfficientNet-B4 trained on real faces and their on-the-fly self-blends, SAM over SGD."""
@@ -152,36 +193,4 @@ class SBI(TimmClassifier):
                       "description": "Fakes for checkpoint selection: self_blended (copies of the validation reals, "
                                      "as SBI's code) or dataset (the split's manipulated videos)."},
     }
-    train_labels = (0,)
-
-    @property
-    def val_labels(self) -> tuple[int, ...]:
-        return (0,) if self.cfg["val_fakes"] == "self_blended" else (0, 1)
-
-    @property
-    def keeps_stored_crops(self) -> bool:
-        return True  # blending works on the stored crop at the video's resolution
-
-    def _dataset(self, pool, seed: int, train: bool) -> SelfBlendFaces:
-        return SelfBlendFaces(pool, seed, train, self.face_crop, self.cfg["blend_ratios"], self.cfg["hull"],
-                              self.cfg["forehead"], Augmenter(self.cfg.get("augment"), f"detectors.{self.name}.augment"))
-
-    def train_dataset(self, pool, seed: int) -> Dataset:
-        return self._dataset(pool, seed, train=True)
-
-    def val_dataset(self, pool, seed: int) -> Dataset:
-        if self.cfg["val_fakes"] == "self_blended":
-            return self._dataset(pool, seed, train=False)
-        return TestLikeFaces(pool, self.face_crop)
-
-    def view_faces(self, record) -> np.ndarray:
-        """Test faces: the fixed crop around each face's RetinaFace box (its face box where none was
-        found), from the stored crop at the video's resolution, as the validation faces."""
-        geometry = geometry_of(record)
-        boxes = pick_boxes(self.face_crop.spec, geometry["boxes"], geometry["retina_boxes"])
-        lms = frame_landmarks(np.asarray(record.landmarks, np.float64), np.asarray(record.crop_boxes), record.crops.shape[1])
-        out = np.empty((record.n_faces, self.input_size, self.input_size, 3), np.uint8)
-        for i in range(record.n_faces):
-            face = StoredFace(np.asarray(record.crops[i]), np.asarray(record.crop_boxes[i]), lms[i], boxes[i])
-            out[i] = face_for_scoring(face, self.face_crop.spec, self.input_size)
-        return out
+    data_class = SelfBlendData

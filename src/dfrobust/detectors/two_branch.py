@@ -43,16 +43,18 @@ from torch.utils.data import Dataset
 
 from dfrobust.core.errors import InputError
 from dfrobust.detectors.augment import Augmenter
-from dfrobust.detectors.base import Detector, load_weights_file, pick_frames, resize_crops, to_tensor
+from dfrobust.detectors.base import Detector, load_weights_file
+from dfrobust.detectors.data import FaceData
 from dfrobust.detectors.deep_log import MultiScaleLoG
 from dfrobust.detectors.registry import register
+from dfrobust.detectors.tensors import pick_frames, resize_crops, to_tensor
 from dfrobust.media.windows import window_count, windows_of
 
 
 def pool_windows(pool, length: int) -> list[np.ndarray]:
     """Per video of a pool: its windows as an (n, length) array of pool rows.
 
-    A sequence detector's pool keeps whole windows only (`pool_rows`), each
+    A sequence detector's pool keeps whole windows only (WindowData.pool_rows), each
     video's rows contiguous and in time order, so a window never crosses videos.
     """
     if length <= 0:
@@ -128,6 +130,106 @@ class PoolWindows(Dataset):
         return _window_tensor(self.pool.crops[rows]), torch.tensor([label])
 
 
+class WindowData(FaceData):
+    """The two-branch network's data: windows of F consecutive faces stored by the face
+    stage (faces.windows), one random window of every training video per epoch."""
+
+    def __init__(self, cfg: dict[str, Any], name: str):
+        super().__init__(cfg, name)
+        self.window_length = 0  # F of the face shards, set when the pools are built
+
+    def _window_length(self, length: int, where: str) -> int:
+        if length <= 0:
+            raise InputError(f"{where}: holds single frames; detector {self.name} needs windows "
+                             f"(set faces.windows.length, the paper: 10)")
+        if self.window_length and length != self.window_length:
+            raise InputError(f"{where}: windows of {length} frames, other shards of this run have {self.window_length}")
+        self.window_length = length
+        return length
+
+    def pool_rows(self, record, window_length: int, k: int) -> np.ndarray:
+        """Rows of ceil(k / F) complete windows spread over the video's (none: the video is left out)."""
+        length = self._window_length(window_length, f"faces of {record.video_id}")
+        complete = [w.rows for w in windows_of(record, length) if len(w.rows) == length]
+        if not complete:
+            return np.zeros(0, np.int64)
+        return np.concatenate([complete[i] for i in pick_frames(len(complete), window_count(k, length))])
+
+    def train_dataset(self, pool, seed: int) -> Dataset:
+        return WindowEpoch(pool, self.window_length, seed, balanced=bool(self.cfg["balanced"]), augment=self.augmenter())
+
+    def val_dataset(self, pool, seed: int) -> Dataset:
+        return PoolWindows(pool, self.window_length)
+
+    def _window_batches(self, items: list, crops_of, batch: int):
+        """(start, uint8 (B, F, 3, S, S)) over `items` of equally long windows; crops_of(item) -> (F, S', S', 3)."""
+        for start in range(0, len(items), batch):
+            windows = [crops_of(item) for item in items[start : start + batch]]
+            crops = resize_crops(np.concatenate(windows), self.input_size)
+            yield start, to_tensor(crops).view(len(windows), len(windows[0]), 3, self.input_size, self.input_size)
+
+    @torch.no_grad()
+    def prepare(self, detector, train_pool) -> None:
+        """The centre c: mean embedding of every real training window, initial network, eval mode."""
+        data = PoolWindows(train_pool, self.window_length, labels=(0,))
+        if not len(data):
+            raise InputError(f"detectors.{self.name}: no real training window to place the hypersphere centre on")
+        was_training = detector.training
+        detector.eval()
+        total, count = torch.zeros(detector.embedding_size, dtype=torch.float64), 0
+        rows = [r for _, r in data.items]
+        for _, x in self._window_batches(rows, lambda r: train_pool.crops[r], int(self.cfg["batch_size"])):
+            emb = detector(detector.preprocess(x)).reshape(-1, detector.embedding_size)
+            total += emb.double().sum(dim=0).cpu()
+            count += len(emb)
+        detector.center.copy_((total / count).to(detector.center))
+        detector.train(was_training)
+
+    def score_records(self, detector, records: list, window_length: int, batch_size: int,
+                      log=print) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One row per window with a face: frame_index = the window's first frame.
+
+        A window with fewer faces than F (a video shorter than one window, or
+        frames without a face) is scored on the faces it has (the LSTM takes
+        any length) and counted in the log; a window without a face is not
+        scored (counted too).
+        """
+        length = window_length
+        if length <= 0:
+            raise InputError(f"detector {self.name} scores windows, but these test faces hold single frames "
+                             f"(set faces.windows.length, the paper: 10)")
+        wins = [windows_of(r, length) for r in records]
+        full = [(i, k) for i, ws in enumerate(wins) for k, w in enumerate(ws) if len(w.rows) == length]
+        short = [(i, k) for i, ws in enumerate(wins) for k, w in enumerate(ws) if 0 < len(w.rows) < length]
+        empty = sum(len(w.rows) == 0 for ws in wins for w in ws)
+        scores: dict[tuple[int, int], float] = {}
+
+        faces = [self.view_faces(r) if r.n_faces else r.crops for r in records]  # cut as in training (the detector's crop)
+
+        def crops_of(key):
+            return faces[key[0]][wins[key[0]][key[1]].rows]
+
+        was_training = detector.training
+        detector.eval()
+        try:
+            with torch.inference_mode():
+                for keys, batch in [(full, max(1, batch_size // length))] + [([key], 1) for key in short]:
+                    for start, x in self._window_batches(keys, crops_of, batch):
+                        out = detector.predict_proba(detector.preprocess(x)).float().cpu().numpy()
+                        scores.update(zip(keys[start : start + batch], out.tolist()))
+        finally:
+            detector.train(was_training)
+        if short or empty:
+            log(f"{self.name}: {len(short)} window(s) with fewer than {length} faces (a video shorter than one window, "
+                f"or frames without a face) scored on the faces they have; {empty} window(s) without a face not scored")
+        out = []
+        for i, ws in enumerate(wins):
+            keys = [(i, k) for k in range(len(ws)) if (i, k) in scores]
+            out.append((np.array([ws[k].first_frame for _, k in keys], np.int64),
+                        np.array([scores[key] for key in keys], np.float32)))
+        return out
+
+
 @register("two_branch")
 class TwoBranch(Detector):
     """Two-branch recurrent network (Masi et al.): DenseNet-121 with an RGB and a multi-scale LoG branch, BiLSTM over windows of faces, hypersphere loss."""
@@ -177,6 +279,8 @@ class TwoBranch(Detector):
                                     "same - all at lr. The LoG branch, fusion and LSTM learn at lr."},
     }
 
+    data_class = WindowData
+
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)
         import timm
@@ -199,7 +303,6 @@ class TwoBranch(Detector):
         self.embedding_size = 2 * hidden if cfg["lstm"] else self.densenet.num_features
         self.register_buffer("center", torch.zeros(self.embedding_size))
         self.r_minus, self.r_plus = float(cfg["r_minus"]), float(cfg["r_plus"])
-        self.window_length = 0  # F of the face shards, set when the pools are built
 
     # -- model -------------------------------------------------------------
     def frame_embeddings(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,96 +357,3 @@ class TwoBranch(Detector):
         for modules, level in zip(blocks, depth):
             groups.append({"params": [p for m in modules for p in m.parameters() if p.requires_grad], "lr": lr / 2**level})
         return groups
-
-    # -- data --------------------------------------------------------------
-    def _window_length(self, length: int, where: str) -> int:
-        if length <= 0:
-            raise InputError(f"{where}: holds single frames; detector {self.name} needs windows "
-                             f"(set faces.windows.length, the paper: 10)")
-        if self.window_length and length != self.window_length:
-            raise InputError(f"{where}: windows of {length} frames, other shards of this run have {self.window_length}")
-        self.window_length = length
-        return length
-
-    def pool_rows(self, record, window_length: int, k: int) -> np.ndarray:
-        """Rows of ceil(k / F) complete windows spread over the video's (none: the video is left out)."""
-        length = self._window_length(window_length, f"faces of {record.video_id}")
-        complete = [w.rows for w in windows_of(record, length) if len(w.rows) == length]
-        if not complete:
-            return np.zeros(0, np.int64)
-        return np.concatenate([complete[i] for i in pick_frames(len(complete), window_count(k, length))])
-
-    def train_dataset(self, pool, seed: int) -> Dataset:
-        return WindowEpoch(pool, self.window_length, seed, balanced=bool(self.cfg["balanced"]),
-                           augment=Augmenter(self.cfg.get("augment"), f"detectors.{self.name}.augment"))
-
-    def val_dataset(self, pool, seed: int) -> Dataset:
-        return PoolWindows(pool, self.window_length)
-
-    def _window_batches(self, items: list, crops_of, batch: int):
-        """(start, uint8 (B, F, 3, S, S)) over `items` of equally long windows; crops_of(item) -> (F, S', S', 3)."""
-        for start in range(0, len(items), batch):
-            windows = [crops_of(item) for item in items[start : start + batch]]
-            crops = resize_crops(np.concatenate(windows), self.input_size)
-            yield start, to_tensor(crops).view(len(windows), len(windows[0]), 3, self.input_size, self.input_size)
-
-    @torch.no_grad()
-    def prepare(self, train_pool) -> None:
-        """The centre c: mean embedding of every real training window, initial network, eval mode."""
-        data = PoolWindows(train_pool, self.window_length, labels=(0,))
-        if not len(data):
-            raise InputError(f"detectors.{self.name}: no real training window to place the hypersphere centre on")
-        was_training = self.training
-        self.eval()
-        total, count = torch.zeros(self.embedding_size, dtype=torch.float64), 0
-        rows = [r for _, r in data.items]
-        for _, x in self._window_batches(rows, lambda r: train_pool.crops[r], int(self.cfg["batch_size"])):
-            emb = self(self.preprocess(x)).reshape(-1, self.embedding_size)
-            total += emb.double().sum(dim=0).cpu()
-            count += len(emb)
-        self.center.copy_((total / count).to(self.center))
-        self.train(was_training)
-
-    # -- scoring -----------------------------------------------------------
-    def score_records(self, records: list, window_length: int, batch_size: int, log=print) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One row per window with a face: frame_index = the window's first frame.
-
-        A window with fewer faces than F (a video shorter than one window, or
-        frames without a face) is scored on the faces it has (the LSTM takes
-        any length) and counted in the log; a window without a face is not
-        scored (counted too).
-        """
-        length = window_length
-        if length <= 0:
-            raise InputError(f"detector {self.name} scores windows, but these test faces hold single frames "
-                             f"(set faces.windows.length, the paper: 10)")
-        wins = [windows_of(r, length) for r in records]
-        full = [(i, k) for i, ws in enumerate(wins) for k, w in enumerate(ws) if len(w.rows) == length]
-        short = [(i, k) for i, ws in enumerate(wins) for k, w in enumerate(ws) if 0 < len(w.rows) < length]
-        empty = sum(len(w.rows) == 0 for ws in wins for w in ws)
-        scores: dict[tuple[int, int], float] = {}
-
-        faces = [self.view_faces(r) if r.n_faces else r.crops for r in records]  # cut as in training (the detector's crop)
-
-        def crops_of(key):
-            return faces[key[0]][wins[key[0]][key[1]].rows]
-
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                for keys, batch in [(full, max(1, batch_size // length))] + [([key], 1) for key in short]:
-                    for start, x in self._window_batches(keys, crops_of, batch):
-                        out = self.predict_proba(self.preprocess(x)).float().cpu().numpy()
-                        scores.update(zip(keys[start : start + batch], out.tolist()))
-        finally:
-            self.train(was_training)
-        if short or empty:
-            log(f"{self.name}: {len(short)} window(s) with fewer than {length} faces (a video shorter than one window, "
-                f"or frames without a face) scored on the faces they have; {empty} window(s) without a face not scored")
-        out = []
-        for i, ws in enumerate(wins):
-            keys = [(i, k) for k in range(len(ws)) if (i, k) in scores]
-            out.append((np.array([ws[k].first_frame for _, k in keys], np.int64),
-                        np.array([scores[key] for key in keys], np.float32)))
-        return out

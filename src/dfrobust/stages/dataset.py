@@ -27,16 +27,7 @@ def write_index(dataset_cfg: dict, out_index: str | Path, out_missing: str | Pat
 
 def build_demo_dataset(demo_cfg: dict, dataset_cfg: dict, seed: int, ffmpeg_path: str | None, manifest: str | Path,
                        look: dict | None = None) -> dict:
-    """Build an embedded demo under the manifest's folder: the FF++-layout demo
-    (kind demo) with the dataset block's methods and qualities (the index must
-    find what it writes), or the Celeb-DF-layout one (kind demo_celebdf), whose
-    people and motion follow the `demo` block (`look`)."""
-    root = Path(manifest).parent
-    if dataset_cfg["kind"] == "demo_celebdf":
-        from dfrobust.datasets.demo_celebdf import build_demo_celebdf
+    """Build an embedded demo (dfrobust.demo.build) under the manifest's folder."""
+    from dfrobust.demo import build
 
-        return build_demo_celebdf(root, demo_cfg, seed, ffmpeg_path, look=look)
-    from dfrobust.datasets.demo import build_demo
-
-    cfg = {**demo_cfg, "methods": dataset_cfg["methods"], "qualities": dataset_cfg["qualities"]}
-    return build_demo(root, cfg, seed, ffmpeg_path)
+    return build(dataset_cfg["kind"], demo_cfg, dataset_cfg, seed, ffmpeg_path, Path(manifest).parent, look)

@@ -23,22 +23,26 @@ from dfrobust.core.runlog import log
 COLUMNS = ["video_id", "manipulation", "label", "frame_index", "score"]
 
 
-def score_faces(detector, shard_paths: list[str | Path], batch_size: int = 64) -> pd.DataFrame:
+def score_faces(detector, shard_paths: list[str | Path], batch_size: int) -> pd.DataFrame:
     """Fake probability of every stored face of the given shards (one row per
-    face; a sequence detector: one row per window, frame_index = its first frame).
+    face; a sequence detector: one row per window, frame_index = its first frame), each
+    cut and batched as the detector's data (FaceData.score_records) says.
 
     Faces of a whole shard go through the network together, so batches are
     full (a video has only ~32 faces; per-video batches would starve a GPU).
     """
     import numpy as np
 
+    from dfrobust.detectors.registry import build_data
+
+    data = build_data(detector.name, detector.cfg)
     parts = []
     for path in shard_paths:
         shard = FaceShard(path)
         records = [r for r in shard if r.n_faces]
         if not records:
             continue
-        scored = detector.score_records(records, stored_length(shard.summary), batch_size, log)
+        scored = data.score_records(detector, records, stored_length(shard.summary), batch_size, log)
         counts = [len(frames) for frames, _ in scored]
         parts.append(pd.DataFrame({
             "video_id": np.repeat([r.video_id for r in records], counts),

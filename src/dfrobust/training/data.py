@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dfrobust.detectors.base import pick_frames, resize_crops  # noqa: F401 (pick_frames: the default pick)
+from dfrobust.detectors.tensors import pick_frames, resize_crops
 from dfrobust.core.errors import InputError
 from dfrobust.media.store import FaceShard
 from dfrobust.media.windows import stored_length
@@ -70,10 +70,10 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
     Each video is decompressed once; videos of other labels are not read
     (SBI trains on reals only), nor fakes of manipulations not in
     `manipulations` (None: all). `pick(record, window_length, k)` gives the
-    rows kept of a video (the detector's `pool_rows`; default: k spread
+    rows kept of a video (the detector data's `pool_rows`; default: k spread
     evenly); a video it keeps nothing of is left out and reported.
     `view(record, index) -> (crops, landmarks, geometry or None)` is what the
-    pool keeps of those faces (Detector.pool_view: crops of side `size`);
+    pool keeps of those faces (FaceData.pool_view: crops of side `size`);
     None: the stored crops resized to `size`. Fails with the shard names when
     no face is left.
     """

@@ -32,9 +32,11 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dfrobust.detectors.base import Detector, cat_collate
+from dfrobust.detectors.base import Detector
+from dfrobust.detectors.data import FaceData
 from dfrobust.detectors.inference import pick_device, save_weights
-from dfrobust.detectors.registry import build_detector, resolve_config
+from dfrobust.detectors.registry import build_data, build_detector, resolve_config
+from dfrobust.detectors.tensors import cat_collate
 from dfrobust.core.errors import InputError
 from dfrobust.core.io import write_json
 from dfrobust.core.seeding import derive_seed, seed_everything
@@ -134,6 +136,7 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
 
     seed_everything(seed)
     detector = build_detector(method, resolved).to(dev).set_compute(compute)
+    data = build_data(method, resolved)
     if detector.weights_report:
         log(f"{method}: {detector.weights_report}")
     steps = build_procedure(procedure, detector)
@@ -146,17 +149,17 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
 
     with tempfile.TemporaryDirectory(prefix="dfrobust-train-") as tmp:
         def side(shards):  # the pool keeps the detector's faces, or the stored crops it cuts them from per sample
-            return stored_size(shards) if detector.keeps_stored_crops else detector.input_size
+            return stored_size(shards) if data.keeps_stored_crops else data.input_size
 
-        train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), side(train_shards), detector.train_labels, tmp,
-                                "train", log, manipulations, view=detector.pool_view, pick=detector.pool_rows)
-        val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), side(val_shards), detector.val_labels, tmp,
-                              "val", log, manipulations, view=detector.pool_view, pick=detector.pool_rows)
-        if len(detector.val_labels) > 1 and len(np.unique(val_pool.labels)) < 2:
+        train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), side(train_shards), data.train_labels, tmp,
+                                "train", log, manipulations, view=data.pool_view, pick=data.pool_rows)
+        val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), side(val_shards), data.val_labels, tmp,
+                              "val", log, manipulations, view=data.pool_view, pick=data.pool_rows)
+        if len(data.val_labels) > 1 and len(np.unique(val_pool.labels)) < 2:
             raise InputError(f"validation faces have one class only ({', '.join(map(str, val_shards))}): no AUC to select on")
-        val_ds = detector.val_dataset(val_pool, derive_seed(seed, "val"))
+        val_ds = data.val_dataset(val_pool, derive_seed(seed, "val"))
         val_loader = DataLoader(val_ds, batch_size=max(1, batch // val_ds.images_per_item), shuffle=False, **loader_kw)
-        first = detector.train_dataset(train_pool, seed)
+        first = data.train_dataset(train_pool, seed)
         for note in getattr(first, "notes", ()):
             log(note)
         unusable = getattr(first, "n_unusable", 0)
@@ -169,10 +172,10 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
             steps.load_state_dict(blob["procedure"])
             start, best, rows = blob["epoch"], blob["best"], blob["rows"]
         else:
-            detector.prepare(train_pool)
+            data.prepare(detector, train_pool)
         for epoch in range(start + 1, epochs + 1):
-            row = _run_epoch(detector, steps, optimizer, scheduler, train_pool, val_loader, epoch, epochs, seed, batch,
-                             loader_kw, log)
+            row = _run_epoch(detector, data, steps, optimizer, scheduler, train_pool, val_loader, epoch, epochs, seed,
+                             batch, loader_kw, log)
             row["resumed"] = int(epoch == start + 1 and start > 0)
             rows.append(row)
             if selects(resolved["selection"], [r["val_auc"] for r in rows], best["val_auc"]):
@@ -198,10 +201,11 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
     return summary
 
 
-def _run_epoch(detector, steps, optimizer, scheduler, pool, val_loader, epoch, epochs, seed, batch, loader_kw, log) -> dict:
+def _run_epoch(detector: Detector, data: FaceData, steps, optimizer, scheduler, pool, val_loader, epoch, epochs, seed,
+               batch, loader_kw, log) -> dict:
     t0 = time.perf_counter()
     detector.train()
-    ds = detector.train_dataset(pool, derive_seed(seed, "train", epoch))
+    ds = data.train_dataset(pool, derive_seed(seed, "train", epoch))
     items = min(max(1, batch // ds.images_per_item), len(ds))
     if items * ds.images_per_item < 2:
         raise InputError(f"{detector.name}: too few training faces for a batch ({len(ds)} items)")

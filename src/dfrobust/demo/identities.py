@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfrobust.datasets import demo_warp as W
+from dfrobust.demo import warp as W
 from dfrobust.core.errors import InputError
 
 

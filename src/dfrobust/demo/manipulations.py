@@ -29,8 +29,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from dfrobust.datasets import demo_warp as W
-from dfrobust.datasets.demo_motion import Video, frame_landmarks, no_jaw_drop, render_video
+from dfrobust.demo import warp as W
+from dfrobust.demo.motion import Video, frame_landmarks, no_jaw_drop, render_video
 
 FACE_OUTLINE = np.r_[W.JAW, W.BROWS]
 LIPS = np.arange(48, 60)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dfrobust.datasets import demo_warp as W
-from dfrobust.datasets.demo_identities import Identity
+from dfrobust.demo import warp as W
+from dfrobust.demo.identities import Identity
 
 EXPRESSION = ("blink", "jaw_open", "smile", "brow")
 HEAD = ("roll", "dx", "dy", "scale", "yaw")
