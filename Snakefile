@@ -4,12 +4,22 @@
 #   snakemake --profile slurm results/table1.csv    # SLURM cluster
 #
 # The DAG: dataset indexes -> faces (dataset x quality x split x shard) ->
-# train (model) / processed test copies (dataset x quality x operation x shard)
-# -> scores (model x copy) -> metrics (model x test set x operation) ->
-# results/table1.csv and results/tables/*. Config is validated at start
-# (dfrobust.config); the run's plan is dfrobust.plan.
+# train (model) / processed test copies (dataset x quality x split x operation
+# x shard) -> scores (model x copy) -> metrics (model x test set x operation)
+# -> tables (results/table1.csv, results/tables/*). The config is validated
+# and the run planned at start (dfrobust.workflow.prepare); every path is the
+# plan's layout (dfrobust.plan.LAYOUT), and the rules read it from there.
+
+import os
+import re
+import sys
 
 from snakemake.utils import min_version
+
+from dfrobust.core.errors import InputError
+from dfrobust.datasets import reader
+from dfrobust.workflow import prepare
+from snakemake.exceptions import WorkflowError
 
 min_version("9.0")
 
@@ -22,6 +32,34 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+try:
+    _validated, PLAN, _notes = prepare(config)
+except InputError as _error:
+    raise WorkflowError(str(_error)) from None
+for _note in _notes:
+    print(f"note: {_note}", file=sys.stderr)
+config.clear()
+config.update(_validated)  # every rule's params are blocks of the validated config
+LAYOUT = PLAN.layout
+# the checkout envs/dfrobust.post-deploy.sh installs into a rule's conda environment (--sdm conda)
+os.environ["DFROBUST_REPO"] = workflow.basedir
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (never the empty string)."""
+    return "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True)) or "(?!)"
+
+
+wildcard_constraints:
+    dataset=names_regex(PLAN.datasets),
+    quality=names_regex({q for d in PLAN.datasets.values() for q in d.qualities}),
+    split=names_regex(["train", "val", "test", "all"]),
+    shard=r"\d{3}",
+    model=names_regex({m.name for m in PLAN.models.values()}),
+    trainset=names_regex({m.trainset for m in PLAN.models.values()}),
+    operation=names_regex(PLAN.operations),
+    test_set=names_regex(PLAN.test_sets),
+
 
 include: "rules/common.smk"
 include: "rules/data.smk"
@@ -33,13 +71,13 @@ include: "rules/report.smk"
 
 
 rule all:
-    """Table I with its figures, the other tables, the operations figure and the stage summaries."""
+    """Every table with Table I's figures and DeLong tests, the operations figure and the stage summaries."""
     input:
-        "results/table1.csv",
-        "results/figures/table1_heatmap.png",
-        "results/figures/operations.png",
-        "results/faces/summary.csv",
-        "results/distorted/summary.csv",
-        [f"results/tables/{name}.csv" for name in PLAN.tables],
+        [PLAN.table_file(name) for name in PLAN.tables],
+        LAYOUT.delong.format(table="table1"),
+        LAYOUT.figure.format(figure="table1_heatmap"),
+        LAYOUT.figure.format(figure="operations"),
+        LAYOUT.faces_summary,
+        LAYOUT.copies_summary,
     default_target: True
     localrule: True

@@ -34,13 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import moving_face_frames  # noqa: E402
+from conftest import moving_face_frames, operations_of  # noqa: E402
 
-from dfrobust.config import validate_config  # noqa: E402
 from dfrobust.media import ffmpeg  # noqa: E402
 from dfrobust.media import framestore  # noqa: E402
 from dfrobust.media.distortion import distort_stored, distort_video  # noqa: E402
-from dfrobust.media.operations import chain_output_size, expand_operations  # noqa: E402
+from dfrobust.media.operations import chain_output_size  # noqa: E402
 
 
 def make_videos(folder: Path, count: int, width: int, height: int, frames: int) -> list[Path]:
@@ -93,7 +92,7 @@ def reference_encode(path: Path, crf: int, out: Path, exe: str) -> None:
 
 
 def clip_bench(args, exe: str) -> dict:
-    operations = expand_operations(validate_config({})["operations"])
+    operations = operations_of()
     copies = [op for op in operations if not op.is_identity]  # clean is scored on the clean faces: no copy
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -189,7 +188,7 @@ def main(argv=None) -> dict:
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
         return results
-    operations = expand_operations(validate_config({})["operations"])
+    operations = operations_of()
     pixel = [op for op in operations if not op.is_codec]
     for op in operations:  # measure frame sizes once, outside the timings
         chain_output_size(tuple(op.filters()), args.width, args.height, exe)

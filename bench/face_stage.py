@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from dfrobust.media.detect import DlibHogDetector, LandmarkPredictor, single_level_detector
+from dfrobust.core.config import block
 from dfrobust.media.faces import FaceFinder, crop_face
 from dfrobust.stages.faces import extract_video
 from dfrobust.media.geometry import iou, largest
@@ -96,9 +97,9 @@ def noise_floor(path: Path, indices, boxes: dict[int, np.ndarray], detector, see
 
 def ours(path: Path, n: int, out_dir: Path, exe: str, finder: FaceFinder) -> tuple[float, dict[int, np.ndarray]]:
     start = time.perf_counter()
-    cfg = {**FACES_CFG, "frames": {"test": n}}
+    faces = block("faces", {**FACES_CFG, "frames": {"test": n}})
     video = {"video_id": "v", "manipulation": "original", "label": 0, "path": str(path)}
-    record, fields = extract_video(video, n, finder, cfg, exe)
+    record, fields = extract_video(video, n, finder, faces, exe)
     write_shard(out_dir / "shard.npz", [record], [{**video, **fields, "status": "ok"}], {})
     return time.perf_counter() - start, dict(zip(record.frame_indices.tolist(), record.boxes))
 
@@ -125,7 +126,7 @@ def main() -> None:
     # models are loaded once per job in both ways (the 68-point predictor alone takes ~0.7 s)
     if args.no_track:
         FACES_CFG["track"] = False
-    finder = FaceFinder.from_config(FACES_CFG)
+    finder = FaceFinder.from_config(block("faces", FACES_CFG))
     single_level_detector()  # the face stage's copy of dlib's detector restricted to one level
     plain_detector, plain_landmarks = DlibHogDetector(upsample=1), LandmarkPredictor()
     rows = []

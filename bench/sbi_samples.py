@@ -87,6 +87,7 @@ def main() -> None:
 
     if args.no_retinaface:
         return
+    from dfrobust.core.config import block
     from dfrobust.media.detect import RetinaFaceBoxes
     from dfrobust.media.retinaface import RetinaFace
 
@@ -95,7 +96,8 @@ def main() -> None:
         weights = Path(tmp) / "retinaface_resnet50_2020-07-20.pth"
         torch.save(RetinaFace().state_dict(), weights)
         for max_size in (2048, max(width, height)):
-            boxer = RetinaFaceBoxes({"weights": str(weights), "max_size": max_size, "window": 3.0, "device": "cpu"})
+            retina = {"weights": str(weights), "max_size": max_size, "window": 3.0, "device": "cpu"}
+            boxer = RetinaFaceBoxes(block("faces", {"retinaface": retina}).retinaface)
             boxer(frame, box, landmarks)  # warm-up
             start = time.perf_counter()
             boxer(frame, box, landmarks)

@@ -5,15 +5,15 @@
 rule demo_dataset:
     """Build an embedded demo dataset (offline, deterministic) in its dataset's layout."""
     output:
-        "{root}/demo_manifest.json",
+        LAYOUT.demo_manifest,
     params:
-        dataset=lambda wc: dataset_block(next(n for n in DEMO_BUILDS if DATASETS[n].cfg["root"] == wc.root)),
-        demo=lambda wc: config[demo_block(wc.root)],
-        look=lambda wc: config["demo"] if demo_block(wc.root) != "demo" else None,
+        dataset=lambda wc: dataset_block(demo_of(wc.root)),
+        demo=lambda wc: config[PLAN.datasets[demo_of(wc.root)].kind],
+        look=lambda wc: config["demo"] if PLAN.datasets[demo_of(wc.root)].kind != "demo" else None,
         seed=config["seed"],
         ffmpeg=config["ffmpeg"],
     wildcard_constraints:
-        root=names_regex([DATASETS[n].cfg["root"] for n in DEMO_BUILDS]),
+        root=names_regex([d.cfg["root"] for d in PLAN.datasets.values() if d.is_demo]),
     log:
         "logs/datasets/demo_{root}.log",
     benchmark:
@@ -33,8 +33,8 @@ rule dataset_index:
     input:
         dataset_inputs,
     output:
-        index="results/datasets/{dataset}/index.csv",
-        missing="results/datasets/{dataset}/missing.csv",
+        index=LAYOUT.index,
+        missing=LAYOUT.missing,
     params:
         dataset=lambda wc: dataset_block(wc.dataset),
     log:

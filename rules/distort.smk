@@ -1,7 +1,7 @@
 # Processed copies of test sets: every operation applied to the whole stream of
-# every test video of a (dataset, quality); faces cropped from the frames the
-# test protocol samples (the clean test faces' frames). Identity operations
-# (clean) need no copy: they are scored on the clean test faces themselves.
+# every video of a (dataset, quality, split); faces cropped from the frames
+# the test protocol samples (the clean faces' frames). Identity operations
+# (clean) need no copy: they are scored on the clean faces themselves.
 #
 # Default (operations.one_decode: false): one job per (operation, shard) whose
 # params hold only that operation's resolved config, so adding or editing an
@@ -9,10 +9,13 @@
 # decodes each video once for all operations (less total work; any operation
 # change reruns them all).
 
-CLEAN_TEST_FACES = "results/faces/{dataset}/{quality}/test/shard_{shard}.npz"
-# per-frame operations (Operation.scope) start from the sampled frames the test face job stored
-CLEAN_TEST_FRAMES = stored_frames("{dataset}", "{quality}", "{shard}")
-PROCESSED = [name for name in OPERATION_NAMES if name not in IDENTITY]
+OPERATION_PARAMS = {name: op.params() for name, op in PLAN.operations.items()}
+PROCESSED = [name for name, op in PLAN.operations.items() if not op.is_identity]
+KEPT = [name for name in PROCESSED if PLAN.operations[name].keep_videos]  # their full videos are outputs too
+
+
+def copy_of_operation(name, ext):
+    return LAYOUT.copy.replace("{operation}", name) + ext
 
 
 if config["operations"]["one_decode"]:
@@ -20,23 +23,22 @@ if config["operations"]["one_decode"]:
     rule distort_shard_all:
         """Every operation on one shard, each video decoded once (split into one branch per operation)."""
         input:
-            faces=CLEAN_TEST_FACES,
-            index=lambda wc: index_of(wc.dataset),
-            frames=CLEAN_TEST_FRAMES if FROM_STORED_FRAMES & set(PROCESSED) else [],
+            faces=LAYOUT.faces + ".npz",
+            index=index_of,
+            frames=LAYOUT.faces + ".frames.zip" if any(PLAN.operations[n].from_stored_frames for n in PROCESSED) else [],
         output:
-            npz=[f"results/distorted/{{dataset}}/{{quality}}/{name}/shard_{{shard}}.npz" for name in PROCESSED],
-            json=[f"results/distorted/{{dataset}}/{{quality}}/{name}/shard_{{shard}}.json" for name in PROCESSED],
-            videos=[directory(f"results/distorted_videos/{{dataset}}/{{quality}}/{name}/shard_{{shard}}")
-                    for name in KEPT_OPERATIONS],
+            npz=[copy_of_operation(name, ".npz") for name in PROCESSED],
+            json=[copy_of_operation(name, ".json") for name in PROCESSED],
+            videos=[directory(LAYOUT.copy_videos.replace("{operation}", name)) for name in KEPT],
         params:
             operations=[OPERATION_PARAMS[name] for name in PROCESSED],
-            kept=KEPT_OPERATIONS,
+            kept=KEPT,
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         log:
-            "logs/distorted/{dataset}/{quality}/one_decode/shard_{shard}.log",
+            "logs/distorted/{dataset}/{quality}/{split}/one_decode/shard_{shard}.log",
         benchmark:
-            "benchmarks/distorted/{dataset}/{quality}/one_decode/shard_{shard}.tsv"
+            "benchmarks/distorted/{dataset}/{quality}/{split}/one_decode/shard_{shard}.tsv"
         threads: 1
         resources:
             **rule_resources(COPY_FAMILY),
@@ -48,24 +50,24 @@ if config["operations"]["one_decode"]:
 else:
 
     rule distort_copy:
-        """One operation on one shard of the clean test faces (same videos, frames and boxes)."""
+        """One operation on one shard of the clean faces (same videos, frames and boxes)."""
         input:
-            faces=CLEAN_TEST_FACES,
-            index=lambda wc: index_of(wc.dataset),
-            frames=lambda wc: CLEAN_TEST_FRAMES.format(**wc) if wc.operation in FROM_STORED_FRAMES else [],
+            faces=LAYOUT.faces + ".npz",
+            index=index_of,
+            frames=stored_frames_input,
         output:
-            npz="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.npz",
-            json="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.json",
+            npz=LAYOUT.copy + ".npz",
+            json=LAYOUT.copy + ".json",
         params:
             operation=lambda wc: OPERATION_PARAMS[wc.operation],
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         wildcard_constraints:
-            operation=names_regex(set(PROCESSED) - set(KEPT_OPERATIONS)),
+            operation=names_regex(set(PROCESSED) - set(KEPT)),
         log:
-            "logs/distorted/{dataset}/{quality}/{operation}/shard_{shard}.log",
+            "logs/distorted/{dataset}/{quality}/{split}/{operation}/shard_{shard}.log",
         benchmark:
-            "benchmarks/distorted/{dataset}/{quality}/{operation}/shard_{shard}.tsv"
+            "benchmarks/distorted/{dataset}/{quality}/{split}/{operation}/shard_{shard}.tsv"
         threads: 1
         resources:
             **rule_resources(COPY_FAMILY),
@@ -77,27 +79,27 @@ else:
     use rule distort_copy as distort_copy_kept with:
         """The same for an operation with keep_videos: its full processed videos are an output too."""
         output:
-            npz="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.npz",
-            json="results/distorted/{dataset}/{quality}/{operation}/shard_{shard}.json",
-            videos=directory("results/distorted_videos/{dataset}/{quality}/{operation}/shard_{shard}"),
+            npz=LAYOUT.copy + ".npz",
+            json=LAYOUT.copy + ".json",
+            videos=directory(LAYOUT.copy_videos),
         params:
             operation=lambda wc: OPERATION_PARAMS[wc.operation],
             kept=lambda wc: [wc.operation],
             faces=FACES,
             ffmpeg=config["ffmpeg"],
         wildcard_constraints:
-            operation=names_regex(set(KEPT_OPERATIONS) & set(PROCESSED)),
+            operation=names_regex(KEPT),
 
 
 rule distorted:
     """All processed copies: one row per (operation, video), and the operations in column order."""
     input:
-        [path for d, q, op in COPIES for path in copy_shards(d, q, op, "json")],
+        [path for d, q, s, op in PLAN.copies() for path in PLAN.copy_shards(d, q, s, op, "json")],
     output:
-        summary="results/distorted/summary.csv",
-        operations="results/distorted/operations.csv",
+        summary=LAYOUT.copies_summary,
+        operations=LAYOUT.copies_operations,
     params:
-        operations=OPERATION_NAMES,
+        operations=list(PLAN.operations),
     log:
         "logs/distorted/summary.log",
     localrule: True
@@ -110,10 +112,10 @@ rule distorted:
 rule operations_figure:
     """The same test frame under every operation in a labelled grid (the paper's Fig. 1)."""
     input:
-        faces=face_shards(MAIN, BASE_QUALITY, "test")[0],
-        index=index_of(MAIN),
+        faces=PLAN.face_shards(*PLAN.copy_of(PLAN.table1_test_set.name))[0],
+        index=LAYOUT.index.format(dataset=PLAN.main),
     output:
-        "results/figures/operations.png",
+        LAYOUT.figure.format(figure="operations"),
     params:
         operations=list(OPERATION_PARAMS.values()),
         ffmpeg=config["ffmpeg"],

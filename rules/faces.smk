@@ -1,23 +1,25 @@
 # Face extraction and alignment, one job per (dataset, quality, split, shard).
-# A test shard's job also stores its sampled frames (losslessly, in the video's
-# own pixel format: dfrobust.media.framestore) when test copies of its (dataset,
-# quality) start from them (per-frame operations, rules/distort.smk); every
-# other shard's frames file is an empty archive.
+# A shard's job also stores its sampled frames (losslessly, in the video's own
+# pixel format: dfrobust.media.framestore) when test copies of its (dataset,
+# quality, split) start from them (per-frame operations, rules/distort.smk);
+# every other shard's frames file is an empty archive.
+
+STORED_FRAMES = PLAN.stored_frames()
 
 
 rule extract_faces:
     """Sample frames evenly, find the largest face, 68 landmarks, 1.3x square crop."""
     input:
-        index=lambda wc: index_of(wc.dataset),
+        index=index_of,
     output:
-        npz="results/faces/{dataset}/{quality}/{split}/shard_{shard}.npz",
-        json="results/faces/{dataset}/{quality}/{split}/shard_{shard}.json",
-        frames="results/faces/{dataset}/{quality}/{split}/shard_{shard}.frames.zip",
+        npz=LAYOUT.faces + ".npz",
+        json=LAYOUT.faces + ".json",
+        frames=LAYOUT.faces + ".frames.zip",
     params:
         faces=FACES,
         ffmpeg=config["ffmpeg"],
-        planned_shards=lambda wc: planned_shards(wc.dataset, wc.split),
-        store_frames=lambda wc: wc.split == "test" and (wc.dataset, wc.quality) in STORED_FRAMES,
+        planned_shards=lambda wc: PLAN.shards(wc.dataset, wc.split),
+        store_frames=lambda wc: (wc.dataset, wc.quality, wc.split) in STORED_FRAMES,
     log:
         "logs/faces/{dataset}/{quality}/{split}/shard_{shard}.log",
     benchmark:
@@ -34,9 +36,9 @@ rule extract_faces:
 rule faces:
     """Every face shard the run needs, and a per-video summary (frames found / missed, exclusions)."""
     input:
-        [path for d, q, s in sorted(PLAN.face_keys()) for path in face_shards(d, q, s, "json")],
+        [path for d, q, s in sorted(PLAN.face_keys()) for path in PLAN.face_shards(d, q, s, "json")],
     output:
-        "results/faces/summary.csv",
+        LAYOUT.faces_summary,
     log:
         "logs/faces/summary.log",
     localrule: True

@@ -1,44 +1,62 @@
-# Table I, the other tables, figures and the HTML report.
+# Every table (Table I and the declared ones: one engine, dfrobust.reporting.tables),
+# Table I's DeLong tests and figures, and the HTML report's captions.
 
-rule table1:
-    """Table I of the paper: video AUC (%) per (detector, training set) and operation."""
+
+rule table:
+    """One table: rows (models) x columns (test set, operation) x metrics; results/table1.* is Table I."""
     input:
-        metrics=METRIC_FILES,
-        scores=SCORE_FILES,
+        lambda wc: PLAN.table_metrics(table_name(wc)),
     output:
-        csv=report("results/table1.csv", caption="../report/table1.rst", category="Table I"),
-        md="results/table1.md",
-        tex="results/table1.tex",
-        ci=report("results/table1_ci.csv", caption="../report/table1_ci.rst", category="Table I"),
-        delong="results/table1_delong.csv",
+        csv=report(LAYOUT.table + ".csv", caption="../report/table.rst", category="Tables", subcategory="{table}"),
+        md=LAYOUT.table + ".md",
+        tex=LAYOUT.table + ".tex",
+        ci=report(LAYOUT.table + "_ci.csv", caption="../report/table_ci.rst", category="Tables", subcategory="{table}"),
     params:
-        report=config["report"],
-        operations=TABLE_OPERATIONS,
-        methods=METHOD_ORDER,
+        table=table_spec,
+    wildcard_constraints:
+        table=names_regex([LAYOUT.table_stem(name) for name in PLAN.tables]),
     log:
-        "logs/report/table1.log",
+        "logs/report/{table}.log",
     localrule: True
     conda:
         "../envs/dfrobust.yaml"
     script:
-        "../workflow_scripts/table1.py"
+        "../workflow_scripts/table.py"
+
+
+rule delong:
+    """Pairwise DeLong tests between Table I's rows on each of its columns."""
+    input:
+        PLAN.table_scores("table1"),
+    output:
+        LAYOUT.delong.format(table="table1"),
+    params:
+        table=PLAN.table1.spec(config["report"]["decimals"]),
+        enabled=config["report"]["delong"],
+    log:
+        "logs/report/table1_delong.log",
+    localrule: True
+    conda:
+        "../envs/dfrobust.yaml"
+    script:
+        "../workflow_scripts/delong.py"
 
 
 rule figures:
     """Heatmap of Table I, AUC drop per category, ROC curves per model, AUC against severity."""
     input:
-        metrics=METRIC_FILES,
-        scores=SCORE_FILES,
+        metrics=PLAN.table_metrics("table1"),
+        scores=PLAN.table_scores("table1"),
     output:
-        heatmap=report("results/figures/table1_heatmap.png", caption="../report/heatmap.rst", category="Figures"),
-        drop=report("results/figures/auc_drop.png", caption="../report/auc_drop.rst", category="Figures"),
-        severity=report("results/figures/severity.png", caption="../report/severity.rst", category="Figures"),
-        roc=[report(f"results/figures/roc_{m}_{q}.png", caption="../report/roc.rst", category="ROC curves")
-             for m, q in TABLE1_ROWS],
+        heatmap=report(LAYOUT.figure.format(figure="table1_heatmap"), caption="../report/heatmap.rst", category="Figures"),
+        drop=report(LAYOUT.figure.format(figure="auc_drop"), caption="../report/auc_drop.rst", category="Figures"),
+        severity=report(LAYOUT.figure.format(figure="severity"), caption="../report/severity.rst", category="Figures"),
+        roc=[report(LAYOUT.figure.format(figure=f"roc_{m.name}_{m.trainset}"), caption="../report/roc.rst",
+                    category="ROC curves") for m in PLAN.table1.rows],
     params:
+        table=PLAN.table1.spec(config["report"]["decimals"]),
         report=config["report"],
-        operations=TABLE_OPERATIONS,
-        methods=METHOD_ORDER,
+        models=[m.id for m in PLAN.table1.rows],
     log:
         "logs/report/figures.log",
     localrule: True
@@ -48,31 +66,8 @@ rule figures:
         "../workflow_scripts/figures.py"
 
 
-rule table:
-    """One table of `tables`: rows (models) x columns (test set, operation) x metrics."""
-    input:
-        table_metric_files,
-    output:
-        csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
-        md="results/tables/{table}.md",
-        tex="results/tables/{table}.tex",
-        ci="results/tables/{table}_ci.csv",
-    params:
-        table=lambda wc: table_spec(wc.table),
-        decimals=config["report"]["decimals"],
-    wildcard_constraints:
-        table=names_regex(PLAN.tables),
-    log:
-        "logs/report/tables/{table}.log",
-    localrule: True
-    conda:
-        "../envs/dfrobust.yaml"
-    script:
-        "../workflow_scripts/table.py"
-
-
 rule tables:
-    """Every table of `tables`."""
+    """Every table."""
     input:
-        [f"results/tables/{name}.csv" for name in PLAN.tables],
+        [PLAN.table_file(name) for name in PLAN.tables],
     localrule: True

@@ -1,26 +1,22 @@
-# Scoring and metrics: a model scores each (dataset, quality, operation) copy
-# once; the metrics of each test set (a manipulation subset is a filter) are
-# computed from that score file.
+# Scoring and metrics: a model scores each (dataset, quality, split, operation)
+# copy once; the metrics of each test set (a manipulation subset is a filter)
+# are computed from that one score file.
 
 
 rule score:
     """Run one trained model on every face of one test copy (one row per frame)."""
     input:
-        model="results/models/{model}/{trainset}/weights.pt",
-        faces=lambda wc: copy_shards(wc.dataset, wc.quality, wc.operation),
+        model=weights_input,
+        faces=lambda wc: PLAN.copy_shards(wc.dataset, wc.quality, wc.split, wc.operation),
     output:
-        "results/scores/{model}/{trainset}/{dataset}/{quality}/{operation}.csv",
+        LAYOUT.scores,
     params:
         scoring=config["scoring"],
         compute=config["compute"],
     log:
-        "logs/score/{model}/{trainset}/{dataset}/{quality}/{operation}.log",
+        "logs/score/{model}/{trainset}/{dataset}/{quality}/{split}/{operation}.log",
     benchmark:
-        "benchmarks/score/{model}/{trainset}/{dataset}/{quality}/{operation}.tsv"
-    wildcard_constraints:
-        model=names_regex(MODEL_NAMES),
-        trainset=names_regex(TRAINSETS),
-        operation=names_regex(OPERATION_NAMES),
+        "benchmarks/score/{model}/{trainset}/{dataset}/{quality}/{split}/{operation}.tsv"
     threads: 1
     resources:
         **rule_resources("gpu", runtime=config["resources"]["gpu"]["score_runtime"]),
@@ -31,23 +27,19 @@ rule score:
 
 
 rule metrics:
-    """Video/frame AUC, EER, AP, low-FAR metrics, bootstrap CI, per-manipulation AUC."""
+    """Video/frame AUC, EER, AP, low-FAR metrics, bootstrap CI, per-manipulation AUC
+    (or, where no video was left to score, that and why)."""
     input:
-        scores=lambda wc: score_file(f"{wc.model}/{wc.trainset}", PLAN.test_sets[wc.test_set].dataset,
-                                     PLAN.test_sets[wc.test_set].quality, wc.operation),
-        model="results/models/{model}/{trainset}/weights.pt",
+        scores=test_set_scores,
+        model=weights_input,
+        shards=test_set_shards,
     output:
-        "results/metrics/{model}/{trainset}/{test_set}/{operation}.json",
+        LAYOUT.metrics,
     params:
         evaluation=config["evaluation"],
         cell=metrics_cell,
     log:
         "logs/metrics/{model}/{trainset}/{test_set}/{operation}.log",
-    wildcard_constraints:
-        model=names_regex(MODEL_NAMES),
-        trainset=names_regex(TRAINSETS),
-        test_set=names_regex(PLAN.test_sets),
-        operation=names_regex(OPERATION_NAMES),
     localrule: True
     conda:
         "../envs/dfrobust.yaml"

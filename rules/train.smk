@@ -6,15 +6,15 @@ rule train:
     select the epoch on val (never test); checkpoint every epoch and resume
     after a restart."""
     input:
-        train=lambda wc: [p for q in model_of(wc).qualities for p in face_shards(MAIN, q, "train")],
-        val=lambda wc: [p for q in model_of(wc).qualities for p in face_shards(MAIN, q, "val")],
-        pretrained=lambda wc: pretrained_inputs(model_of(wc)),
+        train=training_faces("train"),
+        val=training_faces("val"),
+        pretrained=pretrained_inputs,
     output:
-        weights="results/models/{model}/{trainset}/weights.pt",
-        hparams="results/models/{model}/{trainset}/hparams.json",
-        history="results/models/{model}/{trainset}/log.csv",
+        weights=LAYOUT.model + "/weights.pt",
+        hparams=LAYOUT.model + "/hparams.json",
+        history=LAYOUT.model + "/log.csv",
         curve=report(
-            "results/models/{model}/{trainset}/curve.png",
+            LAYOUT.model + "/curve.png",
             caption="../report/curve.rst",
             category="Training curves",
             subcategory="{model}",
@@ -31,9 +31,6 @@ rule train:
         "logs/train/{model}/{trainset}.log",
     benchmark:
         "benchmarks/train/{model}/{trainset}.tsv"
-    wildcard_constraints:
-        model=names_regex(MODEL_NAMES),
-        trainset=names_regex(TRAINSETS),
     threads: GPU_THREADS
     resources:
         **rule_resources("gpu"),
@@ -44,13 +41,17 @@ rule train:
 
 
 rule fetch_pretrained:
-    """Download a detector's ImageNet weights into the timm/torch cache (local rule)."""
+    """Download a detector's ImageNet weights into the timm/torch cache (local rule): one fetch per
+    detector block, and one per model whose own settings change it (another backbone)."""
     output:
-        "resources/pretrained/{method}.json",
+        LAYOUT.fetched,
     params:
-        detector=lambda wc: config["detectors"][wc.method],
+        method=lambda wc: FETCHES[wc.fetch].method,
+        detector=lambda wc: FETCHES[wc.fetch].detector_cfg(config["detectors"]),
+    wildcard_constraints:
+        fetch=names_regex(FETCHES),
     log:
-        "logs/pretrained/{method}.log",
+        "logs/pretrained/{fetch}.log",
     localrule: True
     conda:
         "../envs/dfrobust.yaml"
@@ -61,13 +62,13 @@ rule fetch_pretrained:
 rule models:
     """Every model the tables need."""
     input:
-        [weights_of(m) for m in MODELS.values()],
+        [LAYOUT.weights(m.id) for m in PLAN.models.values()],
     localrule: True
 
 
 rule pretrained:
-    """Fetch the ImageNet weights of every model's detector with `pretrained: true`
+    """Fetch the ImageNet weights every model with `pretrained: true` waits for
     (run it where the internet is reachable, e.g. a login node)."""
     input:
-        sorted({marker for m in MODELS.values() for marker in pretrained_marker(m.method)}),
+        [LAYOUT.fetched.format(fetch=fetch) for fetch in sorted(FETCHES)],
     localrule: True

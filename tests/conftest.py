@@ -157,3 +157,18 @@ def tiny_run(tmp_path_factory):
     workdir = workdir_with(tmp_path_factory.mktemp("tiny"), REPO / "config" / "tiny.yaml")
     run(workdir, "--cores", "2")
     return workdir
+
+
+# -- operations as the config declares them -------------------------------------------------
+
+def operations_of(value: dict | None = None):
+    """The expanded operations of an `operations` block (a partial one: the schema fills the rest)."""
+    from dfrobust.core.config import block
+    from dfrobust.media.operations import expand_operations
+
+    return expand_operations(block("operations", value or {}))
+
+
+def operation(name: str, category: str, **entry):
+    """One operation as an entry of `operations.list` declares it."""
+    return operations_of({"list": [{"name": name, "category": category, **entry}]})[0]

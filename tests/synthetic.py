@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dfrobust.core.config import block
 from dfrobust.media.store import FaceRecord, write_shard
 
 
@@ -106,8 +107,7 @@ def write_synthetic_shards(out_dir: str | Path, records: list[FaceRecord], per_s
                   "n_sampled": r.n_faces, "n_found": r.n_faces, "n_missed": 0, "status": "ok", "message": ""}
                  for r in chunk]
         meta = {"split": split, "quality": "synthetic", "crop_size": int(chunk[0].crops.shape[1])}
-        if faces_config is not None:
-            meta["faces_config"] = faces_config
+        meta["faces_config"] = block("faces", faces_config or {}).to_dict()  # as the face stage records its block
         write_shard(path, chunk, metas, meta)
         paths.append(path)
     return paths

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dfrobust.media.detect import HOG_BOX, DlibHogDetector, HogPyramid
+from dfrobust.core.config import block
 from dfrobust.media.faces import FaceFinder
 from dfrobust.stages.faces import extract_shard
 from dfrobust.media.geometry import iou, largest, square_crop_box
@@ -62,7 +63,7 @@ def test_iou_known_values():
 
 def test_finder_finds_the_photo_face_and_tracking_agrees_with_full_detection():
     image = grace_hopper()
-    finder = FaceFinder.from_config(CFG)
+    finder = FaceFinder.from_config(block("faces", CFG))
     full = finder.find(image)
     tracked = finder.find(image, previous=full + 3)
     assert full is not None and tracked is not None
@@ -236,14 +237,14 @@ def test_rebuilt_levels_score_like_dlibs_own():
 def test_fast_search_returns_the_straightforward_box(width, height, face_width, x, y):
     frame = photo_in_frame(width, height, face_width, x, y)
     reference = straightforward(frame)
-    finder = FaceFinder.from_config(CFG | {"track_face_px": 160})
+    finder = FaceFinder.from_config(block("faces", CFG | {"track_face_px": 160}))
     assert iou(finder.find(frame), reference) > 0.9  # whole frame, then refined on dlib's levels
     for previous in (reference + 12, reference * np.float32(1.15) - 40, reference + np.array([-20, 10, 10, 30])):
         assert iou(finder.find(frame, previous), reference) > 0.9, previous  # around a moved / resized previous face
 
 
 def test_small_frames_get_exactly_the_straightforward_box():
-    finder = FaceFinder.from_config(CFG)
+    finder = FaceFinder.from_config(block("faces", CFG))
     previous = None
     for frame in moving_face_frames(6, shift=7):
         box = finder.find(frame, previous)
@@ -252,7 +253,7 @@ def test_small_frames_get_exactly_the_straightforward_box():
 
 
 def test_no_face_near_the_previous_one_nor_anywhere_is_a_miss():
-    finder = FaceFinder.from_config(CFG)
+    finder = FaceFinder.from_config(block("faces", CFG))
     assert finder.find(np.full((240, 320, 3), 90, np.uint8), previous=np.array([100, 50, 180, 130], np.float32)) is None
 
 
@@ -268,7 +269,7 @@ def test_real_clip_boxes_are_the_straightforward_ones():
     """FF++ c23 original 634 (1280x720): 8 sampled frames, tracked like the face stage does."""
     path = _realclips() / "ffpp_c23_original_634.mp4"
     indices = ffmpeg.even_sample(ffmpeg.probe(path).n_frames, 8)
-    finder = FaceFinder.from_config(CFG | {"track_face_px": 160})
+    finder = FaceFinder.from_config(block("faces", CFG | {"track_face_px": 160}))
     previous, agree = None, []
     for frame in ffmpeg.iter_frames(path, indices):
         box = finder.find(frame, previous)

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfrobust.config import validate_config
 from dfrobust.media import ffmpeg
 from dfrobust.media.distortion import distort_video
-from dfrobust.media.operations import expand_operations, output_size
+from dfrobust.media.operations import output_size
+
+from conftest import operations_of
 
 INDICES = [3, 4, 9, 15]
 QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error"]
@@ -64,7 +65,7 @@ def exe():
     return ffmpeg.find_ffmpeg()
 
 
-OPERATIONS = {op.name: op for op in expand_operations(validate_config({})["operations"])}
+OPERATIONS = {op.name: op for op in operations_of()}
 
 
 @pytest.mark.parametrize("name", list(OPERATIONS))

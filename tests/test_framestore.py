@@ -8,17 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfrobust.config import validate_config
 from dfrobust.media import ffmpeg, framestore
 from dfrobust.media.distortion import distort_stored, distort_video
-from dfrobust.media.operations import Operation, expand_operations
+from dfrobust.media.operations import Operation
 from dfrobust.media.store import FaceShard, write_shard
 from dfrobust.stages.distort import distort_shard
 from dfrobust.stages.faces import extract_shard
 
-from conftest import moving_face_frames
+from conftest import moving_face_frames, operation, operations_of
 
-DEFAULTS = expand_operations(validate_config({})["operations"])
+DEFAULTS = operations_of()
 FROM_FRAMES = [op for op in DEFAULTS if op.from_stored_frames]
 
 
@@ -40,10 +39,10 @@ def test_default_operations_scope():
                                           ("scale=iw/2:ih/2,noise=alls=5:allf=t", "position"),
                                           ("gblur=sigma=2,vflip", "frame")])
 def test_scope_of_a_chain(chain, scope):
-    op = Operation(name="x", category="filter", filter=chain)
+    op = operation("x", "filter", filter=chain)
     assert op.scope == scope
     assert op.from_stored_frames == (scope != "stream")
-    assert not Operation(name="x", category="filter", filter=chain, keep_videos=True).from_stored_frames
+    assert not operation("x", "filter", filter=chain, keep_videos=True).from_stored_frames
 
 
 def test_lossless_encoder_keeps_the_pixel_format(exe):

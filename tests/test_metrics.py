@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 
-from dfrobust.core.config import load_schemas, resolve_ref
+from dfrobust.core.config import block, load_schemas, resolve_ref
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,6 +30,11 @@ from dfrobust.core.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["video_id", "manipulation", "label", "frame_index", "score"]
+
+
+def evaluation(**settings):
+    """The evaluation block with these settings (the schema's defaults for the rest)."""
+    return block("evaluation", settings)
 
 
 def random_frames(seed=0, n_real=30, n_fake=60, frames=(1, 8), ties=False, separation=0.15):
@@ -70,7 +75,7 @@ def means_by_hand(frames):
 @pytest.mark.parametrize("seed,ties", [(0, False), (1, False), (2, True), (3, True)])
 def test_metrics_match_sklearn(seed, ties):
     frames = random_frames(seed, ties=ties)
-    m = compute_metrics(frames, bootstrap=50, far_levels=(0.01, 0.05, 0.1, 0.3))
+    m = compute_metrics(frames, evaluation(bootstrap=50, far_levels=[0.01, 0.05, 0.1, 0.3]))
     labels, scores = means_by_hand(frames)
     if ties:  # tied video means across classes, the case that needs care
         assert set(scores[labels == 0]) & set(scores[labels == 1])
@@ -85,7 +90,7 @@ def test_metrics_match_sklearn(seed, ties):
 
 def test_ties_everywhere_give_half():
     frames = one_frame_table([0.5] * 5, [0.5] * 7)
-    m = compute_metrics(frames, bootstrap=20)
+    m = compute_metrics(frames, evaluation(bootstrap=20))
     assert m["video_auc"] == 0.5
     assert m["pauc_10pct"] == pytest.approx(0.5)
     assert m["tar_at_far_10pct"] == pytest.approx(0.1)  # on the chance diagonal
@@ -122,7 +127,7 @@ def test_video_aggregation_by_hand():
     assert by_id.loc["original/000", "score"] == pytest.approx(0.2)
     assert by_id.loc["Deepfakes/000_001", "score"] == pytest.approx(0.5)
     assert by_id.loc["Deepfakes/000_001", "n_frames"] == 3
-    m = compute_metrics(frames, bootstrap=0)
+    m = compute_metrics(frames, evaluation(bootstrap=0))
     # fake 0.5 beats real 0.2 only; fake 0.9 beats both: 3 of 4 pairs
     assert m["video_auc"] == pytest.approx(0.75)
     # 0.2 real ok, 0.6 real wrong, 0.5 fake ok (>=), 0.9 fake ok
@@ -140,7 +145,7 @@ def test_same_name_under_two_manipulations_is_two_videos():
         ("Deepfakes/000_003", "Deepfakes", 1, 0, 0.9), ("Deepfakes/000_003", "Deepfakes", 1, 1, 0.9),
         ("FaceSwap/000_003", "FaceSwap", 1, 0, 0.1), ("FaceSwap/000_003", "FaceSwap", 1, 1, 0.1),
     ]
-    m = compute_metrics(pd.DataFrame(rows, columns=COLUMNS), bootstrap=0)
+    m = compute_metrics(pd.DataFrame(rows, columns=COLUMNS), evaluation(bootstrap=0))
     assert m["counts"]["videos"] == {"real": 2, "fake": 2}
     assert m["per_manipulation"] == {
         "Deepfakes": {"video_auc": 1.0, "n_videos": 1},
@@ -153,7 +158,7 @@ def test_low_far_metrics_on_hand_made_roc():
     # ROC vertices: (0,.25) (.1,.25) (.1,.5) (.6,.5) (.6,.75) (.7,.75) (.7,1) (1,1)
     reals = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
     fakes = [0.95, 0.85, 0.35, 0.25]
-    m = compute_metrics(one_frame_table(reals, fakes), bootstrap=0, far_levels=(0.01, 0.05, 0.1))
+    m = compute_metrics(one_frame_table(reals, fakes), evaluation(bootstrap=0, far_levels=[0.01, 0.05, 0.1]))
     assert m["tar_at_far_1pct"] == pytest.approx(0.25)
     assert m["tar_at_far_5pct"] == pytest.approx(0.25)
     assert m["tar_at_far_10pct"] == pytest.approx(0.5)  # vertical at 10%: best point with FPR <= 10%
@@ -168,7 +173,7 @@ def test_low_far_metrics_on_hand_made_roc():
 
 def test_low_far_metrics_interpolate_tied_segment():
     # a tie of one real and one fake at 0.5 gives a diagonal segment (0,.5) -> (.5,1)
-    m = compute_metrics(one_frame_table([0.5, 0.1], [0.5, 0.9]), bootstrap=0, far_levels=(0.1,))
+    m = compute_metrics(one_frame_table([0.5, 0.1], [0.5, 0.9]), evaluation(bootstrap=0, far_levels=[0.1]))
     assert m["tar_at_far_10pct"] == pytest.approx(0.6)
     assert m["tauc_10pct"] == pytest.approx(0.55)
     assert m["pauc_10pct"] == pytest.approx(0.5 * (1 + (0.055 - 0.005) / 0.095))
@@ -180,21 +185,21 @@ def test_low_far_metrics_interpolate_tied_segment():
 
 def test_bootstrap_interval_contains_estimate_and_is_reproducible():
     frames = random_frames(5)
-    a = compute_metrics(frames, bootstrap=300, seed=7)
-    b = compute_metrics(frames.sample(frac=1, random_state=1), bootstrap=300, seed=7)  # row order is irrelevant
-    c = compute_metrics(frames, bootstrap=300, seed=8)
+    a = compute_metrics(frames, evaluation(bootstrap=300, seed=7))
+    b = compute_metrics(frames.sample(frac=1, random_state=1), evaluation(bootstrap=300, seed=7))  # row order is irrelevant
+    c = compute_metrics(frames, evaluation(bootstrap=300, seed=8))
     assert a["ci_low"] <= a["video_auc"] <= a["ci_high"]
     assert a["ci_low"] < a["ci_high"]
     assert (a["ci_low"], a["ci_high"]) == (b["ci_low"], b["ci_high"])
     assert (a["ci_low"], a["ci_high"]) != (c["ci_low"], c["ci_high"])
-    narrow = compute_metrics(frames, bootstrap=300, seed=7, ci=0.5)
+    narrow = compute_metrics(frames, evaluation(bootstrap=300, seed=7, ci=0.5))
     assert a["ci_low"] <= narrow["ci_low"] <= narrow["ci_high"] <= a["ci_high"]
 
 
 def test_bootstrap_is_stratified():
     labels = np.r_[np.zeros(1, int), np.ones(20, int)]  # a single real video
     scores = np.linspace(0, 1, 21)
-    low, high, reps = bootstrap_auc(labels, scores, n=200, seed=0)
+    low, high, reps = bootstrap_auc(labels, scores, n=200, seed=0, ci=0.95)
     assert len(reps) == 200 and np.all(np.isfinite(reps))  # both classes in every resample
     assert low == high == 1.0  # the only real is always the lowest score
 
@@ -224,7 +229,7 @@ def test_rank_auc_matches_sklearn_rowwise():
 )
 def test_degenerate_input_raises_clear_error(frames, message):
     with pytest.raises(MetricsInputError, match=message) as info:
-        compute_metrics(frames, bootstrap=10, source="scores/x.csv")
+        compute_metrics(frames, evaluation(bootstrap=10), source="scores/x.csv")
     assert isinstance(info.value, ValueError)
     assert str(info.value).startswith("scores/x.csv: ")
 
@@ -301,7 +306,8 @@ def test_evaluate_file_writes_record_with_provenance(tmp_path):
     assert saved["video_auc"] == pytest.approx(record["video_auc"])
     assert saved["method"] == "xception" and saved["operation"] == "clean"
     assert saved["seed"] == 3 and saved["bootstrap"] == 100 and saved["ci_level"] == 0.9
-    assert saved["provenance"]["config"] == {"bootstrap": 100, "ci": 0.9, "seed": 3}
+    assert {k: saved["provenance"]["config"][k] for k in ("bootstrap", "ci", "seed")} == {"bootstrap": 100, "ci": 0.9, "seed": 3}
+    assert saved["provenance"]["config"]["far_levels"] == [0.01, 0.1]  # the rest of the block: the schema's defaults
     assert saved["provenance"]["inputs"][0]["path"] == str(scores)
     with pytest.raises(MetricsInputError, match="no fake"):
         reals = tmp_path / "reals.csv"
@@ -332,7 +338,7 @@ def test_low_far_metrics_at_frame_level_match_scikit_learn():
     frames = pd.DataFrame({"video_id": [f"v{i // 3}" for i in range(120)], "label": labels,
                            "manipulation": np.where(labels == 1, "Deepfakes", "original"),
                            "frame_index": np.arange(120) % 3, "score": np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0, 1)})
-    out = compute_metrics(frames, bootstrap=0, far_levels=[0.1])
+    out = compute_metrics(frames, evaluation(bootstrap=0, far_levels=[0.1]))
     assert out["frame_pauc_10pct"] == pytest.approx(roc_auc_score(labels, frames["score"], max_fpr=0.1), abs=1e-12)
     fpr, tpr, _ = roc_curve(labels, frames["score"])
     assert out["frame_tar_at_far_10pct"] == pytest.approx(np.interp(0.1, fpr, tpr), abs=0.02)
@@ -349,5 +355,5 @@ def test_weighted_precision_counts_false_alarms_alpha_times():
     assert weighted_precision(labels, scores, 1.0, 10) == pytest.approx(4 / (4 + 10 * 3))
     frames = pd.DataFrame({"video_id": [f"v{i}" for i in range(8)], "label": labels, "frame_index": 0,
                            "manipulation": np.where(labels == 1, "Deepfakes", "original"), "score": scores})
-    out = compute_metrics(frames, bootstrap=0, recall_levels=[0.75])
+    out = compute_metrics(frames, evaluation(bootstrap=0, recall_levels=[0.75]))
     assert out["log_wp_at_recall_0.75"] == pytest.approx(np.log(3 / 103))

@@ -15,7 +15,9 @@ from dfrobust.media.store import FaceShard, write_shard
 from dfrobust.media import ffmpeg
 from dfrobust.stages.distort import distort_shard, summarise_distorted
 from dfrobust.media.distortion import distort_video
-from dfrobust.media.operations import Operation, OperationError, categories, expand_operations, geometry, split_chain
+from dfrobust.media.operations import Operation, OperationError, categories, geometry, split_chain
+
+from conftest import operation, operations_of
 
 FACES = dict(detector="dlib_hog", upsample=0, detect_max_side=640, track=True, track_face_px=120, fallback_upsample=1,
              crop_scale=1.3, crop_size=48, frames={"train": 4, "val": 4, "test": 5}, min_faces=1, threads=1, shard_size=4)
@@ -29,7 +31,7 @@ def exe():
 
 @pytest.fixture(scope="module")
 def ops():
-    return {op.name: op for op in expand_operations(validate_config({})["operations"])}
+    return {op.name: op for op in operations_of()}
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +66,8 @@ def test_default_set_is_table_one_plus_clean_in_order(ops):
 
 
 def test_extra_operations_are_appended_and_block_settings_resolved():
-    block = validate_config({"operations": {"faces": "redetect", "x264_preset": "slow", "extra": [
-        {"name": "blur", "category": "blur", "filter": "gblur=sigma=2", "faces": "reuse"}]}})["operations"]
-    operations = expand_operations(block)
+    operations = operations_of({"faces": "redetect", "x264_preset": "slow", "extra": [
+        {"name": "blur", "category": "blur", "filter": "gblur=sigma=2", "faces": "reuse"}]})
     assert [op.name for op in operations][-2:] == ["vintage", "blur"]
     assert operations[-1].faces == "reuse" and operations[0].faces == "redetect"
     assert operations[1].codec["preset"] == "slow"
@@ -78,7 +79,7 @@ def test_sweeps_expand_into_one_copy_per_level():
         {"name": "crf", "category": "compression", "codec": {"crf": "{level}"}, "levels": [18, 51]},
         {"name": "scale", "category": "resolution", "filter": "scale=trunc(iw*{level}/2)*2:-2", "levels": [1.0, 0.5, 0.125]},
     ]}
-    operations = expand_operations(block)
+    operations = operations_of(block)
     assert [op.name for op in operations] == ["noise@0", "noise@10", "noise@40", "crf@18", "crf@51",
                                               "scale@1", "scale@0.5", "scale@0.125"]
     assert operations[1].filter == "noise=alls=10:allf=t:all_seed=1"
@@ -93,7 +94,7 @@ def test_shipped_sweep_config_expands(tmp_path):
     from conftest import REPO
 
     extra = yaml.safe_load((REPO / "config" / "sweeps.yaml").read_text())["operations"]
-    operations = expand_operations(validate_config({"operations": extra})["operations"])
+    operations = operations_of(extra)
     sweeps = {op.sweep for op in operations if op.sweep}
     assert len(sweeps) >= 3 and all("@" in op.name for op in operations if op.sweep)
 
@@ -115,12 +116,12 @@ def test_shipped_sweep_config_expands(tmp_path):
 ])
 def test_bad_operation_config_names_the_operation(entry, message):
     with pytest.raises(InputError, match=message):
-        expand_operations({"list": [{"name": "clean", "category": "none"}, entry]})
+        operations_of({"list": [{"name": "clean", "category": "none"}, entry]})
 
 
 def test_duplicate_names_and_schema_types_are_errors():
     with pytest.raises(InputError, match="unique, repeated: hflip"):
-        expand_operations({"list": [{"name": "hflip", "category": "flip", "filter": "hflip"}] * 2})
+        operations_of({"list": [{"name": "hflip", "category": "flip", "filter": "hflip"}] * 2})
     with pytest.raises(InputError, match="operations.extra.0"):
         validate_config({"operations": {"extra": [{"name": "x", "category": "flip", "filtre": "hflip"}]}})
 
@@ -220,7 +221,7 @@ def test_kept_videos_are_the_processed_stream(tmp_path, face_video, ops, exe):
 
 
 def test_a_filter_that_changes_the_frame_count_is_reported(face_video, exe):
-    op = Operation(name="half_rate", category="filter", filter="fps=12.5")
+    op = operation("half_rate", "filter", filter="fps=12.5")
     with pytest.raises(InputError, match="gave .* of the 4 sampled frames"):
         distort_video(face_video, [op], {"half_rate": INDICES}, 320, 240, exe)
 
@@ -235,7 +236,7 @@ def test_geometry_sends_each_pixel_where_the_filter_puts_it(tmp_path, exe, chain
     frame = np.kron(rng.integers(0, 256, (6, 8, 3)), np.ones((20, 20, 1))).astype(np.uint8)  # 160x120, 20 px blocks
     video = tmp_path / "blocks.mp4"
     ffmpeg.write_video(video, [frame] * 3, fps=25, crf=0)
-    op = Operation(name="g", category="flip", filter=chain)
+    op = operation("g", "flip", filter=chain)
     out = distort_video(video, [op], {"g": [1]}, 160, 120, exe)["g"][0]
     transform = geometry(op, 160, 120, exe)
     assert transform.size == (out.shape[1], out.shape[0])
@@ -246,14 +247,14 @@ def test_geometry_sends_each_pixel_where_the_filter_puts_it(tmp_path, exe, chain
 
 @pytest.mark.parametrize("chain", ["crop=100:80", "pad=400:300", "rotate=0.3"])
 def test_unknown_geometry_asks_for_redetection(exe, chain):
-    op = Operation(name="moved", category="filter", filter=chain)
+    op = operation("moved", "filter", filter=chain)
     with pytest.raises(OperationError, match="'moved'.*faces: redetect"):
         geometry(op, 320, 240, exe)
 
 
 def test_unknown_filter_is_a_clear_error(exe):
     with pytest.raises(OperationError, match="'typo'.*ffmpeg cannot run it"):
-        geometry(Operation(name="typo", category="filter", filter="hflipp"), 320, 240, exe)
+        geometry(operation("typo", "filter", filter="hflipp"), 320, 240, exe)
 
 
 # --- processed copies of a face shard -----------------------------------------------------

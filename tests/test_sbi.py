@@ -138,8 +138,8 @@ def test_every_detector_crop_fits_in_the_stored_crop():
     """The stored square around the union of the dlib and RetinaFace boxes holds Xception's 1.3x square
     and SBI's largest 1.4x crop, wherever the face is in the frame."""
     rng = np.random.default_rng(3)
-    ffpp, sbi = CropSpec(), CropSpec("retinaface", 1.25, "box", (1.1, 1.4))
-    big = CropSpec("retinaface", 1.4, "box")
+    ffpp, sbi = CropSpec("face", 1.3, "square", None), CropSpec("retinaface", 1.25, "box", (1.1, 1.4))
+    big = CropSpec("retinaface", 1.4, "box", None)
     for _ in range(300):
         w, h = 640, 360
         side = rng.uniform(40, 200)

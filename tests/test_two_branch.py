@@ -28,7 +28,7 @@ from dfrobust.training.logbook import read_log
 from dfrobust.training.optim import build_optimizer, build_scheduler
 from synthetic import synthetic_videos, write_synthetic_shards
 
-from conftest import train_killed_and_resumed
+from conftest import operation, train_killed_and_resumed
 
 torch.set_num_threads(1)  # DenseNet's many small ops: one thread is faster than two on a shared machine
 
@@ -258,13 +258,12 @@ def test_face_stage_stores_windows_and_reports_a_short_video(face_video, tmp_pat
     assert records[1].sampled_indices.tolist() == [0, 2] and rows[1]["n_windows"] == 0  # 4 frames < one window (5)
     assert rows[1]["status"] == "ok" and any(m.startswith("SHORT original/001: 4 frames") for m in messages)
     # the test copies reuse the clean faces' frames: the same windows, boxes carried through the geometry
-    from dfrobust.media.operations import Operation
     from dfrobust.stages.distort import distort_shard
 
     write_shard(tmp_path / "clean.npz", records, rows, {"quality": "raw", "split": "test", "shard": 0, "faces_config": cfg})
     pd.DataFrame([{**v, "quality": "raw", "split": "test", "exists": True} for v in videos]).to_csv(tmp_path / "index.csv",
                                                                                                   index=False)
-    op = Operation(name="hflip", category="flip", filter="hflip")
+    op = operation("hflip", "flip", filter="hflip")
     distort_shard(tmp_path / "clean.npz", tmp_path / "index.csv", [op.params()], cfg, None, [tmp_path / "hflip.npz"],
                   progress=False, log=lambda *a: None)
     copy = FaceShard(tmp_path / "hflip.npz")

@@ -1,4 +1,4 @@
-"""Command line: `dfrobust trace` answers "where does this Table I cell come from";
+"""Command line: `dfrobust trace` answers "where does this table cell come from";
 `dfrobust schema BLOCK` prints what a config block may hold (its JSON schema, as YAML)."""
 
 from __future__ import annotations
@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from dfrobust.core.errors import InputError
+from dfrobust.plan import LAYOUT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("quality", help="training quality (row), e.g. c23")
     trace.add_argument("operation", help="operation (column), e.g. c40")
     trace.add_argument("--test-set", default=None, help="test set (default: the only one with that operation, Table I's)")
+    trace.add_argument("--table", default="table1", help="the table whose .csv shows the cell (default: table1)")
     trace.add_argument("--results", default="results", help="results directory (default: results)")
     trace.add_argument("--json", action="store_true", help="print JSON instead of text")
     schema = sub.add_parser("schema", help="the schema of one config block (defaults and descriptions)")
@@ -29,12 +32,35 @@ def main(argv: list[str] | None = None) -> int:
     from dfrobust.reporting.trace import format_trace, trace_cell
 
     try:
-        info = trace_cell(args.results, args.method, args.quality, args.operation, args.test_set)
+        path = metrics_path(Path(args.results), args.method, args.quality, args.operation, args.test_set)
+        info = trace_cell(path, in_results(Path(args.results), LAYOUT.table.format(table=LAYOUT.table_stem(args.table)) + ".csv"))
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(info, indent=2, default=str) if args.json else format_trace(info))
     return 0
+
+
+def in_results(results: Path, path: str) -> Path:
+    """A layout path (results/...) under another results folder."""
+    return results / Path(path).relative_to("results")
+
+
+def metrics_path(results: Path, method: str, train_quality: str, operation: str, test_set: str | None) -> Path:
+    """The metrics file of a cell; without a test set, the only one computed for that
+    operation (Table I's, usually). An InputError names what exists instead."""
+    pattern = in_results(results, LAYOUT.metrics.format(model=method, trainset=train_quality, test_set=test_set or "*",
+                                                        operation=operation))
+    found = sorted(pattern.parent.parent.glob(f"{pattern.parent.name}/{pattern.name}"))
+    if len(found) == 1:
+        return found[0]
+    model_dir = pattern.parent.parent
+    if len(found) > 1:
+        raise InputError(f"{model_dir}: {operation} was computed on several test sets "
+                         f"({', '.join(p.parent.name for p in found)}); name one with --test-set")
+    available = sorted(f"{p.parent.name}/{p.stem}" for p in model_dir.glob("*/*.json"))
+    hint = f"; computed for {method}/{train_quality}: {', '.join(available)}" if available else ""
+    raise InputError(f"{model_dir}: no metrics for cell {method}/{train_quality}/{test_set or '*'}/{operation}{hint}")
 
 
 def print_schema(block: str) -> int:

@@ -1,22 +1,23 @@
 """The run's plan: which datasets, models, test sets and tables a validated
-config asks for, their names, and which jobs they need.
+config asks for, their names, every path the workflow writes, and which jobs
+they need.
 
-The rules (rules/common.smk) build the DAG from this, before any job runs,
-so a dry run lists every job. Everything here is plain data, testable
-without Snakemake.
+The rules (rules/*.smk) build the DAG from this, before any job runs, so a
+dry run lists every job. Everything here is plain data, testable without
+Snakemake.
 
     model      (detector, training qualities, training manipulations, procedure)
                -> results/models/{name}/{trainset}/    e.g. xception/c23, efficientnet_b4/c23-NT,
                                                           convnext_base+pim/raw, xception/raw+c23+c40
-    test set   (dataset, quality, manipulations)       e.g. ffpp_raw, ffpp_c23_NT, celebdf
+    test set   (dataset, quality, split, manipulations) e.g. ffpp_raw, ffpp_c23_NT, celebdf
     column     (test set, operation)                   the operation is `clean` unless it says otherwise
-    table      rows (models) x columns x metrics       Table I is one: its rows are `models`, its
-                                                       columns the operations on the base test set
+    table      rows (models) x columns x metrics       Table I is one (`table1`): its rows are `models`,
+                                                       its columns the operations on the base test set
 
-Work is shared: a test set's faces are extracted once per (dataset,
-quality), a model scores each (dataset, quality, operation) once, and the
-metrics of a test set that keeps only some manipulations are computed from
-that one score file.
+Work is shared: a test set's faces are extracted once per (dataset, quality,
+split), a model scores each (dataset, quality, split, operation) copy once,
+and the metrics of a test set that keeps only some manipulations are
+computed from that one score file.
 """
 
 from __future__ import annotations
@@ -25,15 +26,55 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dfrobust.core.config import deep_update, vocabulary
 from dfrobust.core.errors import InputError
+from dfrobust.datasets import reader
+from dfrobust.demo.ffpp_layout import MANIFEST
+from dfrobust.media.operations import Operation
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
 NATIVE = "native"  # the one quality of a dataset that has no compression levels (Celeb-DF, DFDC)
 SHORT = {"Deepfakes": "DF", "Face2Face": "F2F", "FaceSwap": "FS", "NeuralTextures": "NT"}
 REFERENCE = "clean"
+TABLE1 = "table1"
+SPLITS = vocabulary("split")
+ALL_SPLITS = "all"  # a test set reading every split of its dataset
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path the workflow writes, each template written here only (rules, plan and
+    command line read them from here). {wildcards} are Snakemake's."""
+
+    demo_manifest: str = "{root}/" + MANIFEST  # an embedded demo's, written last by its build
+    index: str = "results/datasets/{dataset}/index.csv"
+    missing: str = "results/datasets/{dataset}/missing.csv"
+    faces: str = "results/faces/{dataset}/{quality}/{split}/shard_{shard}"  # .npz, .json, .frames.zip
+    faces_summary: str = "results/faces/summary.csv"
+    copy: str = "results/distorted/{dataset}/{quality}/{split}/{operation}/shard_{shard}"  # .npz, .json
+    copy_videos: str = "results/distorted_videos/{dataset}/{quality}/{split}/{operation}/shard_{shard}"
+    copies_summary: str = "results/distorted/summary.csv"
+    copies_operations: str = "results/distorted/operations.csv"
+    model: str = "results/models/{model}/{trainset}"  # /weights.pt, /hparams.json, /log.csv, /curve.png
+    fetched: str = "resources/pretrained/{fetch}.json"
+    scores: str = "results/scores/{model}/{trainset}/{dataset}/{quality}/{split}/{operation}.csv"
+    metrics: str = "results/metrics/{model}/{trainset}/{test_set}/{operation}.json"
+    table: str = "results/{table}"  # .csv, .md, .tex, _ci.csv; table: "table1" or "tables/{name}"
+    delong: str = "results/{table}_delong.csv"
+    figure: str = "results/figures/{figure}.png"
+
+    def weights(self, model_id: str) -> str:
+        model, trainset = model_id.split("/")
+        return f"{self.model.format(model=model, trainset=trainset)}/weights.pt"
+
+    def table_stem(self, name: str) -> str:
+        """The {table} of a table's files: Table I at the top of results/, the others in tables/."""
+        return name if name == TABLE1 else f"tables/{name}"
+
+
+LAYOUT = Layout()
 
 
 @dataclass(frozen=True)
@@ -51,7 +92,7 @@ class Dataset:
         return self.kind.startswith("demo")
 
     def shards(self, split: str, shard_size: int) -> int:
-        return max(1, math.ceil(self.counts.get(split, 0) / shard_size))
+        return max(1, math.ceil(self.counts[split] / shard_size))
 
 
 @dataclass(frozen=True)
@@ -77,6 +118,14 @@ class Model:
         """The detector's config block with this model's own settings over it."""
         return deep_update(detectors[self.method], _thaw(self.settings))
 
+    def fetch(self, detectors: dict) -> str | None:
+        """The name of the ImageNet-weights fetch this model waits for (`pretrained: true` in its
+        own resolved settings), None when it needs none. Models whose settings leave the
+        detector's block as it is share the detector's fetch."""
+        if self.detector_cfg(detectors)["pretrained"] is not True:
+            return None
+        return self.method if not self.settings or self.detector_cfg(detectors) == detectors[self.method] else self.name
+
 
 @dataclass(frozen=True)
 class TestSet:
@@ -84,58 +133,147 @@ class TestSet:
     dataset: str
     quality: str
     manipulations: tuple[str, ...] | None = None  # None: all
+    split: str = "test"  # a split of the dataset, or "all"
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The face splits it reads."""
+        return splits_of(self.split)
+
+
+def splits_of(split: str) -> tuple[str, ...]:
+    """The face splits a test set's `split` reads ("all": every split)."""
+    return SPLITS if split == ALL_SPLITS else (split,)
 
 
 @dataclass(frozen=True)
 class Column:
     test_set: str
-    operation: str = REFERENCE
-    label: str = ""
+    operation: str
+    label: str
+    category: str | None = None  # Table I's: its operation's category, a header above the operations
+    shown: bool = True  # in the csv/md/tex (Table I's reference column: in _ci.csv only, unless show_reference)
+    averaged: bool = False  # part of the Average column
 
 
 @dataclass
 class Table:
     name: str
-    title: str
+    title: str | None
     rows: list[Model]
     columns: list[Column]
     metrics: list[str]
+    note: str | None  # under the table; None: what its metrics are (dfrobust.reporting.tables)
+    average: bool = False
+
+    def spec(self, decimals: int) -> dict:
+        """The table as plain data (what its job gets, so editing it reruns only it)."""
+        return {"name": self.name, "title": self.title, "note": self.note, "average": self.average,
+                "decimals": decimals, "metrics": list(self.metrics),
+                "rows": [{"method": m.name, "train_quality": m.trainset} for m in self.rows],
+                "columns": [{"test_set": c.test_set, "operation": c.operation, "label": c.label,
+                             "category": c.category, "shown": c.shown, "averaged": c.averaged} for c in self.columns]}
 
 
 @dataclass
 class Plan:
     main: str  # the training dataset (FF++ layout)
     datasets: dict[str, Dataset]
-    models: dict[str, Model]  # id -> model, every model any table needs
-    table1_models: list[Model]
-    table1_test_set: str
+    models: dict[str, Model]  # id -> model, every model any table needs (and `pretraining`)
     test_sets: dict[str, TestSet]
-    tables: dict[str, Table]
+    tables: dict[str, Table]  # Table I (TABLE1) first
+    operations: dict[str, Operation]  # name -> operation, in config order
+    base_quality: str
+    shard_size: int
+    layout: Layout = LAYOUT
 
-    def score_keys(self) -> set[tuple[str, str, str, str]]:
-        """(model id, dataset, quality, operation) of every score file."""
-        keys = {(m.id, *self._copy(self.table1_test_set), op) for m in self.table1_models for op in self.operations}
-        for table in self.tables.values():
-            keys |= {(m.id, *self._copy(c.test_set), c.operation) for m in table.rows for c in table.columns}
-        return keys
+    # -- what the tables need ---------------------------------------------------------------
+    @property
+    def table1(self) -> Table:
+        return self.tables[TABLE1]
 
-    def metric_keys(self) -> set[tuple[str, str, str]]:
+    @property
+    def table1_test_set(self) -> TestSet:
+        return self.test_sets[self.table1.columns[0].test_set]
+
+    def cells(self) -> set[tuple[str, str, str]]:
         """(model id, test set, operation) of every metrics file."""
-        keys = {(m.id, self.table1_test_set, op) for m in self.table1_models for op in self.operations}
-        for table in self.tables.values():
-            keys |= {(m.id, c.test_set, c.operation) for m in table.rows for c in table.columns}
-        return keys
+        return {(m.id, c.test_set, c.operation) for t in self.tables.values() for m in t.rows for c in t.columns}
+
+    def score_keys(self) -> set[tuple[str, str, str, str, str]]:
+        """(model id, dataset, quality, split, operation) of every score file."""
+        return {(model, *self.copy_of(test_set), operation) for model, test_set, operation in self.cells()}
+
+    def copy_of(self, test_set: str) -> tuple[str, str, str]:
+        """(dataset, quality, split) of a test set's faces and score files."""
+        ts = self.test_sets[test_set]
+        return ts.dataset, ts.quality, ts.split
 
     def face_keys(self) -> set[tuple[str, str, str]]:
         """(dataset, quality, split) of every face shard set a job reads."""
         keys = {(self.main, q, split) for m in self.models.values() for q in m.qualities for split in ("train", "val")}
-        return keys | {(d, q, "test") for _, d, q, _ in self.score_keys()}
+        for _, dataset, quality, split, _ in self.score_keys():
+            keys |= {(dataset, quality, s) for s in splits_of(split)}
+        return keys
 
-    def _copy(self, test_set: str) -> tuple[str, str]:
-        ts = self.test_sets[test_set]
-        return ts.dataset, ts.quality
+    def copies(self) -> list[tuple[str, str, str, str]]:
+        """(dataset, quality, face split, operation) of every processed test copy (identity
+        operations need none: they are scored on the clean faces)."""
+        return sorted({(d, q, s, op) for _, d, q, split, op in self.score_keys() if not self.operations[op].is_identity
+                       for s in splits_of(split)})
 
-    operations: list[str] = field(default_factory=list)
+    def stored_frames(self) -> set[tuple[str, str, str]]:
+        """(dataset, quality, split) whose face jobs also store the sampled frames: their copies
+        of a per-frame operation start from them (dfrobust.media.framestore)."""
+        return {(d, q, s) for d, q, s, op in self.copies() if self.operations[op].from_stored_frames}
+
+    # -- paths ------------------------------------------------------------------------------
+    def shards(self, dataset: str, split: str) -> int:
+        return self.datasets[dataset].shards(split, self.shard_size)
+
+    def face_shards(self, dataset: str, quality: str, split: str, ext: str = "npz") -> list[str]:
+        return [f"{self.layout.faces.format(dataset=dataset, quality=quality, split=split, shard=f'{k:03d}')}.{ext}"
+                for k in range(self.shards(dataset, split))]
+
+    def copy_shards(self, dataset: str, quality: str, split: str, operation: str, ext: str = "npz") -> list[str]:
+        """The face shards of one test copy (`split` may be "all"): the clean faces for an identity
+        operation, else the processed copy (one shard per clean shard)."""
+        out = []
+        for s in splits_of(split):
+            if self.operations[operation].is_identity:
+                out += self.face_shards(dataset, quality, s, ext)
+            else:
+                out += [f"{self.layout.copy.format(dataset=dataset, quality=quality, split=s, operation=operation, shard=f'{k:03d}')}.{ext}"
+                        for k in range(self.shards(dataset, s))]
+        return out
+
+    def score_file(self, model_id: str, test_set: str, operation: str) -> str:
+        model, trainset = model_id.split("/")
+        dataset, quality, split = self.copy_of(test_set)
+        return self.layout.scores.format(model=model, trainset=trainset, dataset=dataset, quality=quality, split=split,
+                                         operation=operation)
+
+    def metrics_file(self, model_id: str, test_set: str, operation: str) -> str:
+        model, trainset = model_id.split("/")
+        return self.layout.metrics.format(model=model, trainset=trainset, test_set=test_set, operation=operation)
+
+    def table_metrics(self, name: str) -> list[str]:
+        table = self.tables[name]
+        return [self.metrics_file(m.id, c.test_set, c.operation) for m in table.rows for c in table.columns]
+
+    def table_scores(self, name: str) -> list[str]:
+        table = self.tables[name]
+        return [self.score_file(m.id, c.test_set, c.operation) for m in table.rows for c in table.columns]
+
+    def table_file(self, name: str, ext: str = ".csv") -> str:
+        return self.layout.table.format(table=self.layout.table_stem(name)) + ext
+
+    def metrics_cell(self, test_set: str, operation: str) -> dict:
+        """What a metrics file is about, besides its model: test set and operation."""
+        ts, op = self.test_sets[test_set], self.operations[operation]
+        return {"test_set": ts.name, "dataset": ts.dataset, "quality": ts.quality, "split": ts.split,
+                "manipulations": list(ts.manipulations or []) or None, "operation": operation,
+                **{k: getattr(op, k) for k in ("category", "sweep", "level") if getattr(op, k) is not None}}
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -149,38 +287,35 @@ def short(manipulation: str) -> str:
     return SHORT.get(manipulation, manipulation)
 
 
-def datasets_of(config: dict, counts_of) -> dict[str, Dataset]:
+def datasets_of(config: dict, counts_of: Callable[[str, dict], dict]) -> dict[str, Dataset]:
     """The main dataset and the extra ones (`datasets` block), with planned counts.
 
     counts_of(kind, cfg) -> {split: videos}, from label files only."""
     main_cfg = config["dataset"]
     main = main_cfg["name"]
     blocks = {main: ("dataset", main_cfg, tuple(main_cfg["qualities"]))}
-    for name, cfg in config.get("datasets", {}).items():
+    for name, cfg in config["datasets"].items():
         _check_name("dataset", name)
+        cfg = reader(cfg["kind"]).settings(cfg)  # the reader's defaults for its own keys
         if name in blocks:
             raise InputError(f"config key 'datasets.{name}': the name is the training dataset's (dataset.name)")
-        qualities = tuple(cfg.get("qualities") or vocabulary("quality")) if cfg["kind"] == "dfd" else (NATIVE,)
+        qualities = tuple(cfg["qualities"] or vocabulary("quality")) if cfg["kind"] == "dfd" else (NATIVE,)
         blocks[name] = (f"datasets.{name}", cfg, qualities)
     out = {}
     for name, (key, cfg, qualities) in blocks.items():
         if not cfg["kind"].startswith("demo") and not Path(cfg["root"]).is_dir():
             raise InputError(f"{cfg['root']}: dataset directory does not exist (config key '{key}.root')")
-        out[name] = Dataset(name, cfg["kind"], cfg, qualities, counts_of(cfg["kind"], cfg))
+        counts = counts_of(cfg["kind"], cfg)
+        out[name] = Dataset(name, cfg["kind"], cfg, qualities, {split: counts.get(split, 0) for split in SPLITS})
     return out
-
-
-def weights_of(model: Model) -> str:
-    """Where the train rule writes a model's weights."""
-    return f"results/models/{model.id}/weights.pt"
 
 
 def check_pretrained_weights(models: dict[str, Model], detectors: dict) -> None:
     """A `pretrained` path into results/models/ is a model the workflow trains
     first: it must be a planned model's weights, and not the model's own."""
-    planned = {weights_of(m): m for m in models.values()}
+    planned = {LAYOUT.weights(m.id): m for m in models.values()}
     for model in models.values():
-        path = model.detector_cfg(detectors).get("pretrained")
+        path = model.detector_cfg(detectors)["pretrained"]
         if not isinstance(path, str) or not Path(path).as_posix().startswith("results/models/"):
             continue
         source = planned.get(Path(path).as_posix())
@@ -204,28 +339,28 @@ def model_of(row: dict, config: dict, where: str) -> Model:
     for quality in qualities:
         if quality not in config["dataset"]["qualities"]:
             raise InputError(f"config key '{where}': quality {quality!r} is not in dataset.qualities {config['dataset']['qualities']}")
-    train_on = tuple(row.get("train_on") or methods)
+    train_on = tuple(row["train_on"] or methods)
     unknown = [m for m in train_on if m not in methods]
     if unknown:
         raise InputError(f"config key '{where}.train_on': {unknown} are not manipulations of the dataset ({list(methods)})")
     train_on = tuple(m for m in methods if m in train_on)
-    procedure = row.get("procedure") or "plain"
+    procedure = row["procedure"]
     procedure = {"name": procedure} if isinstance(procedure, str) else dict(procedure)
     name = procedure["name"]
     if name not in config["procedures"]:
         raise InputError(f"config key '{where}.procedure': unknown training procedure {name!r} ({sorted(config['procedures'])})")
     settings = {**config["procedures"][name], **{k: v for k, v in procedure.items() if k != "name"}}
     trainset = "+".join(qualities) + ("" if train_on == methods else "-" + "+".join(short(m) for m in train_on))
-    if row.get("settings") and not row.get("name"):
+    if row["settings"] and not row["name"]:
         raise InputError(f"config key '{where}.settings': a model with its own detector settings needs a `name`")
-    unknown = sorted(set(row.get("settings") or {}) - set(config["detectors"][method]))
+    unknown = sorted(set(row["settings"]) - set(config["detectors"][method]))
     if unknown:
         raise InputError(f"config key '{where}.settings': {unknown} are not settings of detector {method!r} "
                          f"({', '.join(sorted(config['detectors'][method]))})")
-    label = row.get("name") or (method if name == "plain" else f"{method}+{name}")
+    label = row["name"] or (method if name == "plain" else f"{method}+{name}")
     _check_name("model", label)
     frozen = _freeze({"name": name, **settings}) if name != "plain" else ()
-    return Model(label, trainset, method, qualities, train_on, frozen, _freeze(row.get("settings") or {}))
+    return Model(label, trainset, method, qualities, train_on, frozen, _freeze(row["settings"]))
 
 
 class _Block(tuple):
@@ -250,31 +385,75 @@ def _thaw(value: Any):
 
 def test_sets_of(config: dict, datasets: dict[str, Dataset], base: TestSet) -> dict[str, TestSet]:
     out = {base.name: base}
-    for name, cfg in config.get("test_sets", {}).items():
+    for name, cfg in config["test_sets"].items():
         _check_name("test set", name)
         dataset = datasets.get(cfg["dataset"])
         if dataset is None:
             raise InputError(f"config key 'test_sets.{name}.dataset': no dataset {cfg['dataset']!r} ({sorted(datasets)})")
-        quality = cfg.get("quality") or dataset.qualities[0]
+        quality = cfg["quality"] or dataset.qualities[0]
         if quality not in dataset.qualities:
             raise InputError(f"config key 'test_sets.{name}.quality': {quality!r} is not a quality of {dataset.name} {list(dataset.qualities)}")
-        manipulations = tuple(cfg["manipulations"]) if cfg.get("manipulations") else None
-        test_set = TestSet(name, dataset.name, quality, manipulations)
+        manipulations = tuple(cfg["manipulations"]) if cfg["manipulations"] else None
+        test_set = TestSet(name, dataset.name, quality, manipulations, cfg["split"])
         if name in out and out[name] != test_set:
             raise InputError(f"config key 'test_sets.{name}': the name is taken by Table I's test set ({base})")
         out[name] = test_set
     return out
 
 
-def build_plan(config: dict, operations: list[str], counts_of) -> Plan:
-    """The plan of a validated config; `operations` are the expanded operation
-    names (Table I's columns), `counts_of(kind, cfg)` plans a dataset's splits."""
+def check_listed(key: str, dataset: Dataset, splits: tuple[str, ...], what: str) -> None:
+    """Planning stops when a set reads splits in which its dataset lists no video (before any job runs)."""
+    if sum(dataset.counts[s] for s in splits) == 0:
+        counts = ", ".join(f"{s} {dataset.counts[s]}" for s in SPLITS)
+        hint = "; name the split it reads (`split: train`, or `all`)" if what == "test set" else ""
+        raise InputError(f"config key '{key}': {what} on dataset {dataset.name!r} ({dataset.kind}) reads split "
+                         f"{'+'.join(splits)}, where it lists no video (per split: {counts}){hint}")
+
+
+def table1_of(config: dict, models: list[Model], base: TestSet, operations: dict[str, Operation]) -> Table:
+    """Table I: `models` down (grouped by detector in their order, qualities in report.qualities
+    order), the operations across on the base test set, categories above them, an Average."""
+    report = config["report"]
+    shown = [name for name in operations if not report["columns"] or name in report["columns"] or name == report["reference"]]
+    reference = [name for name in shown if name == report["reference"]]
+    rest = [name for name in shown if name != report["reference"]]
+    categories = list(dict.fromkeys(operations[name].category for name in rest))
+    ordered = reference + [name for category in categories for name in rest if operations[name].category == category]
+    columns = [Column(base.name, name, name, operations[name].category, shown=name not in reference or report["show_reference"],
+                      averaged=name not in reference or report["include_reference"])
+               for name in ordered]
+    method_rank = {m: i for i, m in enumerate(dict.fromkeys(m.name for m in models))}
+    quality_rank = {q: i for i, q in enumerate(report["qualities"])}
+    rows = sorted(dict.fromkeys(models), key=lambda m: (method_rank[m.name], m.name,
+                                                        quality_rank.get(m.trainset, len(quality_rank)), m.trainset))
+    return Table(TABLE1, None, rows, columns, ["video_auc"], "Video-level AUC (%).", average=True)
+
+
+def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, TestSet],
+             operations: dict[str, Operation]) -> Table:
+    columns = []
+    for i, col in enumerate(spec["columns"]):
+        col = {"test_set": col} if isinstance(col, str) else col
+        if col["test_set"] not in test_sets:
+            raise InputError(f"config key 'tables.{name}.columns.{i}.test_set': no test set {col['test_set']!r} ({sorted(test_sets)})")
+        operation = col.get("operation") or REFERENCE
+        if operation not in operations:
+            raise InputError(f"config key 'tables.{name}.columns.{i}.operation': no operation {operation!r} ({list(operations)})")
+        label = col.get("label") or (col["test_set"] if operation == REFERENCE else f"{col['test_set']} {operation}")
+        columns.append(Column(col["test_set"], operation, label, averaged=spec["average"]))
+    return Table(name, spec["title"] or name, rows, columns, list(spec["metrics"]), spec["note"], average=spec["average"])
+
+
+def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[str, dict], dict]) -> Plan:
+    """The plan of a validated config; `operations` are the expanded operations
+    (Table I's columns), `counts_of(kind, cfg)` plans a dataset's splits."""
     datasets = datasets_of(config, counts_of)
     main = config["dataset"]["name"]
     base_quality = config["operations"]["base_quality"]
     if base_quality not in config["dataset"]["qualities"]:
         raise InputError(f"config key 'operations.base_quality': {base_quality!r} is not one of dataset.qualities "
                          f"{config['dataset']['qualities']}")
+    ops = {op.name: op for op in operations}
     base = TestSet(f"{main}_{base_quality}", main, base_quality)
     test_sets = test_sets_of(config, datasets, base)
     models: dict[str, Model] = {}
@@ -285,26 +464,23 @@ def build_plan(config: dict, operations: list[str], counts_of) -> Plan:
             raise InputError(f"config key '{where}': model {model.id} differs from another model of that name; give it a `name`")
         return models.setdefault(model.id, model)
 
-    table1 = [add(row, f"models.{i}") for i, row in enumerate(config["models"])]
-    for i, row in enumerate(config.get("pretraining", [])):
+    table1_rows = [add(row, f"models.{i}") for i, row in enumerate(config["models"])]
+    for i, row in enumerate(config["pretraining"]):
         add(row, f"pretraining.{i}")
-    tables = {}
-    for name, spec in config.get("tables", {}).items():
+    tables = {TABLE1: table1_of(config, table1_rows, base, ops)}
+    for name, spec in config["tables"].items():
         _check_name("table", name)
-        if name == "table1":
+        if name == TABLE1:
             raise InputError("config key 'tables.table1': Table I is results/table1.csv (rows: `models`, columns: `operations`)")
-        rows = [add(row, f"tables.{name}.rows.{i}") for i, row in enumerate(spec["rows"])] if spec.get("rows") else list(table1)
-        columns = []
-        for i, col in enumerate(spec["columns"]):
-            col = {"test_set": col} if isinstance(col, str) else col
-            if col["test_set"] not in test_sets:
-                raise InputError(f"config key 'tables.{name}.columns.{i}.test_set': no test set {col['test_set']!r} ({sorted(test_sets)})")
-            operation = col.get("operation") or REFERENCE
-            if operation not in operations:
-                raise InputError(f"config key 'tables.{name}.columns.{i}.operation': no operation {operation!r} ({operations})")
-            label = col.get("label") or (col["test_set"] if operation == REFERENCE else f"{col['test_set']} {operation}")
-            columns.append(Column(col["test_set"], operation, label))
-        tables[name] = Table(name, spec.get("title") or name, rows, columns, list(spec["metrics"]))
+        rows = [add(row, f"tables.{name}.rows.{i}") for i, row in enumerate(spec["rows"])] if spec["rows"] else list(table1_rows)
+        tables[name] = table_of(name, spec, rows, test_sets, ops)
     check_pretrained_weights(models, config["detectors"])
-    plan = Plan(main, datasets, models, table1, base.name, test_sets, tables, operations=list(operations))
+    plan = Plan(main, datasets, models, test_sets, tables, ops, base_quality, config["faces"]["shard_size"])
+    used = {test_set for _, test_set, _ in plan.cells()}
+    for name in sorted(used):
+        ts = test_sets[name]
+        check_listed(f"test_sets.{name}" if name != base.name else "operations.base_quality", datasets[ts.dataset],
+                     ts.splits, "test set")
+    for split in ("train", "val"):
+        check_listed("dataset", datasets[main], (split,), f"the models' {split} set")
     return plan

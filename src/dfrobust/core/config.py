@@ -14,12 +14,13 @@ from __future__ import annotations
 import copy
 import functools
 from importlib import resources
-from typing import Any
+from typing import Any, Mapping
 
 import jsonschema
 import yaml
 
 from dfrobust.core.errors import InputError
+from dfrobust.core.settings import Settings
 
 SHARED = "defs"  # defs.yaml: no block of its own, `$defs` for every block
 TOP = "config"
@@ -73,9 +74,13 @@ def resolve_ref(schema: dict, root: dict) -> dict:
 
 def fill_defaults(value: Any, schema: dict, root: dict) -> Any:
     """Recursively add schema defaults for missing keys (objects are created
-    when absent so their own defaults apply)."""
+    when absent so their own defaults apply), also in the objects of a list
+    (an operation, a model row)."""
     schema = resolve_ref(schema, root)
-    if not isinstance(value, dict) or schema.get("type") not in ("object", None):
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [fill_defaults(item, schema["items"], root) for item in value]
+    kind = schema.get("type")
+    if not isinstance(value, dict) or not (kind in ("object", None) or isinstance(kind, list) and "object" in kind):
         return value
     for key, sub in schema.get("properties", {}).items():
         sub_resolved = resolve_ref(sub, root)
@@ -136,6 +141,13 @@ def resolve_block(name: str, value: dict | None) -> dict:
     value = fill_defaults(copy.deepcopy(value) if value is not None else {}, schema, schema)
     check(value, schema, name)
     return value
+
+
+def block(name: str, value: Mapping | None) -> Settings:
+    """One shipped block as the frozen object the library takes (dfrobust.core.settings):
+    `value` (a partial block, or one already validated) with the schema's defaults filled once."""
+    plain = value.to_dict() if isinstance(value, Settings) else value
+    return Settings(resolve_block(name, plain), name)
 
 
 def block_defaults(name: str) -> dict:

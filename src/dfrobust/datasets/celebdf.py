@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from dfrobust.core.errors import InputError
-from dfrobust.datasets.common import (NATIVE, ORIGINAL, Entry, count_splits, dataset_root, fixed, list_videos,
-                                      make_index, order, wanted_splits)
+from dfrobust.datasets.common import (COMMON_DEFAULTS, NATIVE, ORIGINAL, Entry, count_splits, dataset_root, fixed,
+                                      list_videos, make_index, order, wanted_splits)
 
 KIND = "celebdf"
 SYNTHESIS = "Celeb-synthesis"
@@ -42,7 +42,7 @@ CANONICAL = {spelling: folder for folder in FOLDERS for spelling in SPELLINGS.ge
 LIST_LABEL = {"1": 0, "0": 1}  # the list's first column -> our label (its 1 = real)
 QUALITIES = (NATIVE,)
 SPLITS_HERE = ("train", "test")
-DEFAULTS = {"test_list": "List_of_testing_videos.txt", "splits": list(SPLITS_HERE), "on_missing": "error"}
+DEFAULTS = {**COMMON_DEFAULTS, "test_list": "List_of_testing_videos.txt", "splits": list(SPLITS_HERE)}
 
 
 def settings(cfg: dict) -> dict:

@@ -9,7 +9,9 @@ A reader (dfrobust.datasets.READERS[kind]) exposes
     label_files(cfg) -> [paths]            the files the index is read from
 
 `cfg` always holds `root` (the dataset folder) and `on_missing` (error|warn,
-used by check_missing); each reader's docstring lists the keys it adds.
+used by check_missing; COMMON_DEFAULTS); each reader's docstring lists the
+keys it adds, and its `settings(cfg)` fills their defaults (its DEFAULTS,
+the one place they are written).
 
 Video ids are unique across datasets: FF++ keeps "original/000",
 "Deepfakes/000_003"; every other dataset prefixes its kind, then the video's
@@ -32,6 +34,8 @@ from dfrobust.core.config import vocabulary
 from dfrobust.core.errors import InputError
 
 SPLITS = vocabulary("split")
+#: what every reader's block holds besides its own keys (each reader's DEFAULTS extends it)
+COMMON_DEFAULTS = {"on_missing": "error"}
 COLUMNS = ("video_id", "manipulation", "label", "name", "split", "quality", "path", "exists")
 ORIGINAL = "original"
 NATIVE = "native"  # the one quality of datasets that ship a single version of each video
@@ -193,7 +197,7 @@ def check_missing(index: pd.DataFrame, missing: pd.DataFrame, cfg: dict, log: Ca
     default) raises an InputError with the report; 'warn' logs it. Returns the
     report ('' when nothing is missing)."""
     report = missing_report(index, missing, cfg["root"])
-    if report and cfg.get("on_missing", "error") == "error":
+    if report and cfg["on_missing"] == "error":
         raise InputError(report + "\n(set on_missing: warn to go on without them)")
     if report:
         log("WARNING: " + report)

@@ -24,13 +24,13 @@ import pandas as pd
 
 from dfrobust.core.config import vocabulary
 from dfrobust.core.errors import InputError
-from dfrobust.datasets.common import ORIGINAL, SPLITS, Entry, count_splits, dataset_root, list_videos, make_index, order
+from dfrobust.datasets.common import COMMON_DEFAULTS, ORIGINAL, SPLITS, Entry, count_splits, dataset_root, list_videos, make_index, order
 
 KIND = "dfd"
 MANIPULATION = "DeepFakeDetection"
 QUALITIES = vocabulary("quality")
 FOLDERS = {ORIGINAL: "original_sequences/actors", MANIPULATION: f"manipulated_sequences/{MANIPULATION}"}
-DEFAULTS = {"qualities": list(QUALITIES), "split": "test", "on_missing": "error"}
+DEFAULTS = {**COMMON_DEFAULTS, "qualities": list(QUALITIES), "split": "test"}
 
 
 def settings(cfg: dict) -> dict:

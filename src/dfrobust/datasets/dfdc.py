@@ -36,8 +36,8 @@ from pathlib import Path
 import pandas as pd
 
 from dfrobust.core.errors import InputError
-from dfrobust.datasets.common import (NATIVE, ORIGINAL, SPLITS, Entry, count_splits, dataset_root, fixed, list_videos,
-                                      make_index, order, read_json_object, wanted_splits)
+from dfrobust.datasets.common import (COMMON_DEFAULTS, NATIVE, ORIGINAL, SPLITS, Entry, count_splits, dataset_root,
+                                      fixed, list_videos, make_index, order, read_json_object, wanted_splits)
 
 KIND = "dfdc"
 MANIPULATION = "DFDC"
@@ -47,7 +47,7 @@ TEST_LABELS = "labels.csv"
 METADATA_LABEL = {"REAL": 0, "FAKE": 1}
 CSV_LABEL = {"0": 0, "1": 1}
 QUALITIES = (NATIVE,)
-DEFAULTS = {"parts": "all", "test_set": "test", "test_videos": None, "splits": None, "on_missing": "error"}
+DEFAULTS = {**COMMON_DEFAULTS, "parts": "all", "test_set": "test", "test_videos": None, "splits": None}
 
 
 def settings(cfg: dict) -> dict:

@@ -25,15 +25,15 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from dfrobust.core.errors import InputError
-from dfrobust.datasets.common import (NATIVE, ORIGINAL, Entry, count_splits, dataset_root, fixed, make_index, order,
-                                      read_json_object, stem, wanted_splits)
+from dfrobust.datasets.common import (COMMON_DEFAULTS, NATIVE, ORIGINAL, Entry, count_splits, dataset_root, fixed,
+                                      make_index, order, read_json_object, stem, wanted_splits)
 
 KIND = "dfdc_preview"
 LABELS = "dataset.json"
 LABEL = {"real": 0, "fake": 1}
 SETS = ("train", "test")
 QUALITIES = (NATIVE,)
-DEFAULTS = {"splits": list(SETS), "on_missing": "error"}
+DEFAULTS = {**COMMON_DEFAULTS, "splits": list(SETS)}
 
 
 def settings(cfg: dict) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfrobust.core.config import vocabulary
+from dfrobust.core.config import block_defaults, vocabulary
 from dfrobust.core.errors import InputError
 from dfrobust.datasets.common import missing_report  # noqa: F401  (shared by every reader; kept here for callers)
 
@@ -95,8 +95,13 @@ def shard_of(videos: list[Video], shard: int, shard_size: int) -> list[Video]:
     return videos[shard::count]
 
 
+def settings(cfg: dict) -> dict:
+    """The block with the `dataset` schema's defaults for the keys it leaves out."""
+    return {**block_defaults("dataset"), **cfg}
+
+
 def splits_dir_of(dataset_cfg: dict) -> Path:
-    return Path(dataset_cfg.get("splits_dir") or dataset_cfg["root"])
+    return Path(settings(dataset_cfg)["splits_dir"] or dataset_cfg["root"])
 
 
 def build_index(dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -106,11 +111,12 @@ def build_index(dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     method folders are named in the error so the user sees the cause, not
     thousands of file names.
     """
+    dataset_cfg = settings(dataset_cfg)
     root = Path(dataset_cfg["root"])
     if not root.is_dir():
         raise InputError(f"{root}: dataset directory does not exist (dataset.root)")
     splits = read_splits(splits_dir_of(dataset_cfg))
-    source = dataset_cfg.get("original_source", "youtube")
+    source = dataset_cfg["original_source"]
     rows = []
     for split, pairs in splits.items():
         for video in split_videos(pairs, dataset_cfg["methods"], split):
@@ -125,7 +131,7 @@ def build_index(dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 def planned_counts(dataset_cfg: dict) -> dict[str, int]:
     """Videos per split, from the split files alone (no video is opened)."""
     splits = read_splits(splits_dir_of(dataset_cfg))
-    return {split: len(split_videos(pairs, dataset_cfg["methods"], split)) for split, pairs in splits.items()}
+    return {split: len(split_videos(pairs, settings(dataset_cfg)["methods"], split)) for split, pairs in splits.items()}
 
 
 def label_files(dataset_cfg: dict) -> list[Path]:

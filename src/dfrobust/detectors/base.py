@@ -17,8 +17,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dfrobust.core.config import block
 from dfrobust.core.configurable import Configurable
 from dfrobust.core.errors import InputError
+from dfrobust.core.settings import Settings
 from dfrobust.detectors.data import FaceData
 
 
@@ -117,27 +119,26 @@ class Detector(Configurable, nn.Module):
             raise ValueError(f"{self.name}: expected {self.input_size}px faces, got {tuple(images.shape)}")
         images = images.to(self._mean.device, non_blocking=True)
         images = (images.float() - self._mean) / self._std
-        if self.compute["channels_last"] and images.dim() == 4:
+        if self.compute.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
     # -- how it computes (the `compute` config block): not part of the model -------
-    compute: ClassVar[dict[str, Any]] = {"precision": "fp32", "channels_last": False}
+    #: until set_compute: the block's defaults (float32, NCHW)
+    compute: ClassVar[Settings] = block("compute", {})
 
-    def set_compute(self, cfg: dict | None) -> "Detector":
-        """bf16 autocast and channels-last memory for training and scoring; the
-        weights stay float32, so a model saved either way is the same model."""
-        cfg = {**Detector.compute, **(cfg or {})}
-        if cfg["precision"] not in ("fp32", "bf16"):
-            raise InputError(f"config key 'compute.precision': expected fp32 or bf16, got {cfg['precision']!r}")
-        self.compute = cfg
-        if cfg["channels_last"]:
+    def set_compute(self, cfg: dict | Settings | None) -> "Detector":
+        """bf16 autocast and channels-last memory for training and scoring (the `compute`
+        block; None: its defaults); the weights stay float32, so a model saved either way
+        is the same model."""
+        self.compute = block("compute", cfg)
+        if self.compute.channels_last:
             self.to(memory_format=torch.channels_last)
         return self
 
     def autocast(self):
         """The context of every forward pass: bf16 autocast on the model's device, or nothing."""
-        if self.compute["precision"] == "fp32":
+        if self.compute.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self._mean.device.type, dtype=torch.bfloat16)
 

@@ -14,7 +14,7 @@ from dfrobust.media.crops import CropSpec, cut, frame_landmarks, pick_boxes, sto
 class FaceCrop:
     """A detector's crop (its config `crop` and input size) applied to stored faces."""
 
-    def __init__(self, cfg: Mapping, input_size: int, where: str = "crop"):
+    def __init__(self, cfg: Mapping, input_size: int, where: str):
         self.spec = CropSpec.from_cfg(cfg, where)
         self.size = int(input_size)
 
@@ -26,7 +26,7 @@ class FaceCrop:
     def regions(self, geometry: Mapping[str, np.ndarray], rng: np.random.Generator | None = None) -> np.ndarray:
         """(n, 4) crop regions in frame pixels for faces described by `geometry`
         (crop_boxes, boxes, retina_boxes, as in a FaceRecord)."""
-        boxes = pick_boxes(self.spec, geometry["boxes"], geometry.get("retina_boxes"))
+        boxes = pick_boxes(self.spec, geometry["boxes"], geometry["retina_boxes"])
         return np.stack([self.spec.region(b, c, rng) for b, c in zip(boxes, np.asarray(geometry["crop_boxes"]))])
 
     def faces(self, crops: np.ndarray, geometry: Mapping[str, np.ndarray], rng: np.random.Generator | None = None) -> np.ndarray:

@@ -30,9 +30,9 @@ def rank_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 def bootstrap_auc(
     labels: np.ndarray,
     scores: np.ndarray,
-    n: int = 1000,
-    seed: int = 0,
-    ci: float = 0.95,
+    n: int,
+    seed: int,
+    ci: float,
     chunk: int = 250,
 ) -> tuple[float, float, np.ndarray]:
     """Percentile interval (low, high) of the AUC and the `n` replicate AUCs.

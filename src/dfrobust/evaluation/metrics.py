@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -198,18 +198,10 @@ def roc_points(frames: pd.DataFrame, level: str = "video") -> tuple[np.ndarray, 
     return _roc(labels, table["score"].to_numpy())
 
 
-def compute_metrics(
-    frames: pd.DataFrame,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    ci: float = 0.95,
-    far_levels: Iterable[float] = (0.01, 0.1),
-    threshold: float = 0.5,
-    source: str | os.PathLike | None = None,
-    recall_levels: Iterable[float] = (),
-    wp_alpha: float = 100.0,
-) -> dict:
-    """All metrics of one per-frame score table, as a flat JSON-ready dict.
+def compute_metrics(frames: pd.DataFrame, evaluation: Mapping, source: str | os.PathLike | None = None) -> dict:
+    """All metrics of one per-frame score table, as a flat JSON-ready dict;
+    `evaluation` is the validated evaluation block (bootstrap, seed, ci,
+    far_levels, threshold, recall_levels, wp_alpha: dfrobust.core.config.block).
 
     Keys: video_auc (the paper's number), frame_auc, video_accuracy,
     frame_accuracy (at `threshold`, fake when score >= threshold), eer,
@@ -225,6 +217,8 @@ def compute_metrics(
 
     Raises MetricsInputError (a ValueError) on degenerate input.
     """
+    bootstrap, seed, ci = int(evaluation["bootstrap"]), int(evaluation["seed"]), float(evaluation["ci"])
+    threshold, recall_levels, wp_alpha = float(evaluation["threshold"]), evaluation["recall_levels"], evaluation["wp_alpha"]
     frames = check_frames(frames, source)
     videos = _aggregate(frames)
     v_labels = videos["label"].to_numpy()
@@ -234,7 +228,7 @@ def compute_metrics(
     _require_both_classes(v_labels, "videos", source)
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
-    far_levels = [float(f) for f in far_levels]
+    far_levels = [float(f) for f in evaluation["far_levels"]]
 
     fpr, tpr, _ = _roc(v_labels, v_scores)
     out: dict = {

@@ -44,15 +44,17 @@ BOXES = ("face", "retinaface")
 
 @dataclass(frozen=True)
 class CropSpec:
-    box: str = "face"
-    scale: float = 1.3
-    shape: str = "square"
-    jitter: tuple[float, float] | None = None
+    """A detector's `crop` setting (its defaults are the detector's: dfrobust.detectors.base)."""
+
+    box: str
+    scale: float
+    shape: str
+    jitter: tuple[float, float] | None
 
     @classmethod
-    def from_cfg(cls, cfg: Mapping, where: str = "crop") -> "CropSpec":
-        jitter = cfg.get("jitter")
-        spec = cls(str(cfg.get("box", "face")), float(cfg.get("scale", 1.3)), str(cfg.get("shape", "square")),
+    def from_cfg(cls, cfg: Mapping, where: str) -> "CropSpec":
+        jitter = cfg["jitter"]
+        spec = cls(str(cfg["box"]), float(cfg["scale"]), str(cfg["shape"]),
                    (float(jitter[0]), float(jitter[1])) if jitter else None)
         if spec.box not in BOXES or spec.shape not in SHAPES:
             raise InputError(f"config key '{where}': box must be one of {BOXES} and shape one of {SHAPES}")
@@ -157,14 +159,14 @@ def resolve_faces(faces: Mapping, detectors: Iterable[tuple[str, Mapping]]) -> t
     need = stored_crop(detectors)
     out, notes = dict(faces), []
     for key, what in (("crop_scale", "margin"), ("crop_size", "size")):
-        if out.get(key) is None:
+        if out[key] is None:
             out[key] = need[key]
         elif out[key] < need[key]:
             who = max(need["needs"], key=lambda n: need["needs"][n]["largest" if key == "crop_scale" else "crop_size"])
             notes.append(f"faces.{key} = {out[key]} is below the {what} detector {who} needs ({need[key]}): "
                          + ("its larger crops are cut at the stored crop's edge" if key == "crop_scale"
                             else "its faces are enlarged from fewer pixels"))
-    if need["retinaface"] and not (faces.get("retinaface") or {}).get("weights"):
+    if need["retinaface"] and not faces["retinaface"]["weights"]:
         notes.append(f"detector(s) {', '.join(need['retinaface'])} crop around RetinaFace boxes, but faces.retinaface.weights "
                      "is not set: they crop around the face detector's boxes")
     return out, notes

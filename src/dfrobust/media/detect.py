@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from dfrobust.core.errors import ConfigError, InputError
+from dfrobust.core.settings import Settings
 from dfrobust.media.dlib_models import CNN_DETECTOR, LANDMARKS_68, model_path
 
 
@@ -276,18 +277,19 @@ class RetinaFaceDetector:
 
     name = "retinaface"
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: Settings):
+        """`cfg`: the validated faces.retinaface block."""
         from dfrobust.media.retinaface import load_retinaface
 
         self.cfg = cfg
-        self.net = load_retinaface(cfg.get("weights"), _device(cfg.get("device", "auto")))
+        self.net = load_retinaface(cfg.weights, _device(cfg.device))
 
     def predict(self, image: np.ndarray, max_size: int | None = None):
         """(boxes, scores, five landmarks) as retinaface-pytorch's predict_jsons gives them."""
         from dfrobust.media.retinaface import predict
 
-        return predict(self.net, np.ascontiguousarray(image), max_size, self.cfg.get("score_threshold", 0.7),
-                       self.cfg.get("nms_threshold", 0.4))
+        return predict(self.net, np.ascontiguousarray(image), max_size, self.cfg.score_threshold,
+                       self.cfg.nms_threshold)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores, _ = self.predict(image)
@@ -307,11 +309,12 @@ class RetinaFaceBoxes:
     rule is theirs. None when RetinaFace finds no face overlapping it.
     """
 
-    def __init__(self, cfg: dict, detector: RetinaFaceDetector | None = None):
+    def __init__(self, cfg: Settings, detector: RetinaFaceDetector | None = None):
+        """`cfg`: the validated faces.retinaface block."""
         self.cfg = cfg
         self.detector = detector or RetinaFaceDetector(cfg)
-        self.window = float(cfg.get("window", 3.0))
-        self.max_size = cfg.get("max_size", 2048)
+        self.window = float(cfg.window)
+        self.max_size = cfg.max_size
 
     def __call__(self, frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
         import cv2
@@ -362,27 +365,25 @@ def _device(name: str | None) -> str:
     return name
 
 
-def make_detector(cfg: dict) -> FaceDetector:
-    """Build the detector named in the faces config block."""
-    name = cfg.get("detector", "dlib_hog")
-    if name == "dlib_hog":
-        return DlibHogDetector(upsample=cfg.get("upsample", 0))
-    if name == "dlib_cnn":
-        return DlibCnnDetector(upsample=cfg.get("upsample", 0))
-    if name == "retinaface":
-        return RetinaFaceDetector(cfg.get("retinaface") or {})
-    raise InputError(f"faces.detector: unknown detector {name!r} (dlib_hog, dlib_cnn, retinaface)")
+def make_detector(faces: Settings) -> FaceDetector:
+    """Build the detector named in the validated faces block."""
+    if faces.detector == "dlib_hog":
+        return DlibHogDetector(upsample=faces.upsample)
+    if faces.detector == "dlib_cnn":
+        return DlibCnnDetector(upsample=faces.upsample)
+    if faces.detector == "retinaface":
+        return RetinaFaceDetector(faces.retinaface)
+    raise InputError(f"faces.detector: unknown detector {faces.detector!r} (dlib_hog, dlib_cnn, retinaface)")
 
 
-def make_box_finder(cfg: dict, detector: FaceDetector | None = None):
+def make_box_finder(faces: Settings, detector: FaceDetector | None = None):
     """What finds each face's RetinaFace box beside the face stage's detector: None when no
     RetinaFace weights are configured; the detector's own box when it is RetinaFace."""
-    retina = cfg.get("retinaface") or {}
-    if not retina.get("weights"):
+    if not faces.retinaface.weights:
         return None
-    if cfg.get("detector") == "retinaface":
+    if faces.detector == "retinaface":
         return lambda frame, box, landmarks: np.asarray(box, np.float32)
-    return RetinaFaceBoxes(retina, detector if isinstance(detector, RetinaFaceDetector) else None)
+    return RetinaFaceBoxes(faces.retinaface, detector if isinstance(detector, RetinaFaceDetector) else None)
 
 
 class LandmarkPredictor:

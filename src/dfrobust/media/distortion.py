@@ -36,7 +36,7 @@ Sink = Callable[[int, np.ndarray], None]
 
 def codec_options(codec: dict) -> dict:
     """ffmpeg output options of a codec operation."""
-    return ffmpeg.encoder_options(codec["encoder"], codec["crf"], codec["preset"], codec["pix_fmt"], codec.get("threads", 1))
+    return ffmpeg.encoder_options(codec["encoder"], codec["crf"], codec["preset"], codec["pix_fmt"], codec["threads"])
 
 
 class _PipeReader(threading.Thread):

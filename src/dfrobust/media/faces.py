@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from dfrobust.core.settings import Settings
 from dfrobust.media.detect import HOG_BOX, PYR_DOWN, DlibHogDetector, FaceDetector, HogPyramid, LandmarkPredictor, make_detector
 from dfrobust.media.geometry import largest, square_crop_box, union_box
 
@@ -69,22 +70,23 @@ class FaceFinder:
 
     detector: FaceDetector
     landmarks: LandmarkPredictor
-    detect_max_side: int = 640
-    track: bool = True
-    track_face_px: int = 160
-    fallback_upsample: int = 1
+    detect_max_side: int
+    track: bool
+    track_face_px: int
+    fallback_upsample: int
     _fallback: FaceDetector | None = None
     _pyramids: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "FaceFinder":
+    def from_config(cls, faces: Settings) -> "FaceFinder":
+        """From the validated `faces` block (dfrobust.core.config.block)."""
         return cls(
-            detector=make_detector(cfg),
+            detector=make_detector(faces),
             landmarks=LandmarkPredictor(),
-            detect_max_side=cfg.get("detect_max_side", 640),
-            track=cfg.get("track", True),
-            track_face_px=cfg.get("track_face_px", 160),
-            fallback_upsample=cfg.get("fallback_upsample", 1),
+            detect_max_side=faces.detect_max_side,
+            track=faces.track,
+            track_face_px=faces.track_face_px,
+            fallback_upsample=faces.fallback_upsample,
         )
 
     def find(self, frame: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray | None:

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dfrobust.core.config import resolve_block
 from dfrobust.core.errors import ConfigError, InputError
+from dfrobust.core.settings import Settings
 from dfrobust.media.ffmpeg import frame_size_after, split_top_level
 
 PLACEHOLDER = "{level}"
@@ -63,12 +63,12 @@ class Operation:
 
     name: str
     category: str
-    filter: str | None = None
-    codec: dict | None = field(default=None, hash=False)
-    sweep: str | None = None
-    level: float | int | None = None
-    faces: str = "reuse"
-    keep_videos: bool = False
+    filter: str | None
+    codec: dict | None = field(hash=False)
+    sweep: str | None
+    level: float | int | None
+    faces: str
+    keep_videos: bool
 
     @property
     def is_identity(self) -> bool:
@@ -140,16 +140,15 @@ def format_level(level: float | int) -> str:
 # --- config -> operations ---------------------------------------------------------
 
 
-def _where(key: str, entry) -> str:
-    name = entry.get("name") if isinstance(entry, dict) else None
-    return f"operations.{key}" + (f" ({name!r})" if name else "")
+def _where(key: str, entry: Settings) -> str:
+    return f"operations.{key} ({entry.name!r})"
 
 
-def _check_entry(where: str, entry: dict) -> None:
+def _check_entry(where: str, entry: Settings) -> None:
     """What the schema cannot say: which of filter / codec / levels an entry may have."""
-    has_filter, has_codec = entry.get("filter") is not None, entry.get("codec") is not None
-    if entry["category"] == "none":
-        if has_filter or has_codec or entry.get("levels") is not None:
+    has_filter, has_codec = entry.filter is not None, entry.codec is not None
+    if entry.category == "none":
+        if has_filter or has_codec or entry.levels is not None:
             raise OperationError(f"{where}: category 'none' is the unprocessed copy and takes no filter, codec or levels")
         return
     if has_filter == has_codec:
@@ -163,9 +162,9 @@ def _check_entry(where: str, entry: dict) -> None:
             raise OperationError(f"{where}: filter must be one linear chain (filters separated by ','), without ';' or [labels]")
 
 
-def _check_levels(where: str, entry: dict) -> list | None:
-    levels = entry.get("levels")
-    template = entry["filter"] if entry.get("filter") is not None else str(entry.get("codec", {}).get("crf", ""))
+def _check_levels(where: str, entry: Settings) -> tuple | None:
+    levels = entry.levels
+    template = entry.filter if entry.filter is not None else str(entry.codec.crf)
     uses = PLACEHOLDER in template
     if levels is None:
         if uses:
@@ -178,50 +177,49 @@ def _check_levels(where: str, entry: dict) -> list | None:
     return levels
 
 
-def _resolve_codec(where: str, codec: dict, level, block: dict) -> dict:
-    crf = codec["crf"]
+def _resolve_codec(where: str, codec: Settings, level, block: Settings) -> dict:
+    crf = codec.crf
     if isinstance(crf, str):
         text = crf.replace(PLACEHOLDER, format_level(level)) if level is not None else crf
         try:
             crf = float(text)
         except ValueError:
-            raise OperationError(f"{where}: codec crf must be a number or '{PLACEHOLDER}', got {codec['crf']!r}") from None
+            raise OperationError(f"{where}: codec crf must be a number or '{PLACEHOLDER}', got {codec.crf!r}") from None
     if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not float(crf).is_integer() or not 0 <= crf <= 63:
         raise OperationError(f"{where}: codec crf must be an integer in 0..63, got {crf!r}")
     return {
-        "encoder": codec.get("encoder", "libx264"),
+        "encoder": codec.encoder,
         "crf": int(crf),
-        "preset": codec.get("preset", block.get("x264_preset", "medium")),
-        "pix_fmt": codec.get("pix_fmt", "yuv420p"),
-        "threads": int(block.get("encoder_threads", 1)),
+        "preset": codec.preset or block.x264_preset,
+        "pix_fmt": codec.pix_fmt,
+        "threads": int(block.encoder_threads),
     }
 
 
-def expand_operations(block: dict) -> list[Operation]:
-    """The operations of a config block (`list` then `extra`), validated (by the
-    operations schema, then the checks it cannot make), sweeps expanded in the
-    order declared. Raises InputError naming the operation."""
-    block = resolve_block("operations", block)
-    entries = [(f"{key}[{i}]", entry) for key in ("list", "extra") for i, entry in enumerate(block.get(key) or [])]
+def expand_operations(block: Settings) -> list[Operation]:
+    """The operations of the validated `operations` block (`list` then `extra`;
+    dfrobust.core.config.block), checked for what the schema cannot say,
+    sweeps expanded in the order declared. Raises InputError naming the operation."""
+    entries = [(f"{key}[{i}]", entry) for key in ("list", "extra") for i, entry in enumerate(block[key])]
     operations: list[Operation] = []
     for key, entry in entries:
         where = _where(key, entry)
         _check_entry(where, entry)
         common = {
-            "category": entry["category"],
-            "faces": entry.get("faces") or block.get("faces", "reuse"),
-            "keep_videos": bool(entry.get("keep_videos", block.get("keep_videos", False))),
+            "category": entry.category,
+            "faces": entry.faces or block.faces,
+            "keep_videos": bool(block.keep_videos if entry.keep_videos is None else entry.keep_videos),
         }
-        levels = _check_levels(where, entry) if entry["category"] != "none" else None
+        levels = _check_levels(where, entry) if entry.category != "none" else None
         for level in levels if levels is not None else [None]:
-            name = entry["name"] if level is None else f"{entry['name']}{LEVEL_SEP}{format_level(level)}"
-            chain = entry.get("filter")
+            name = entry.name if level is None else f"{entry.name}{LEVEL_SEP}{format_level(level)}"
+            chain = entry.filter
             if chain is not None and level is not None:
                 chain = chain.replace(PLACEHOLDER, format_level(level))
-            codec = _resolve_codec(where, entry["codec"], level, block) if entry.get("codec") is not None else None
+            codec = _resolve_codec(where, entry.codec, level, block) if entry.codec is not None else None
             operations.append(Operation(
                 name=name, filter=chain, codec=codec, level=level,
-                sweep=entry["name"] if level is not None else None, **common,
+                sweep=entry.name if level is not None else None, **common,
             ))
     names = [op.name for op in operations]
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -21,21 +21,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from dfrobust.core.errors import InputError
+from dfrobust.core.settings import Settings
 
 
-def settings(faces_cfg: dict, split: str) -> tuple[int, int] | None:
-    """(length, step) of the windows the faces block asks for on `split`; None when off."""
-    windows = faces_cfg.get("windows") or {}
-    length = int(windows.get("length") or 0)
-    if length <= 0:
+def settings(faces: Settings, split: str) -> tuple[int, int] | None:
+    """(length, step) of the windows the validated faces block asks for on `split`; None when off."""
+    if faces.windows.length <= 0:
         return None
-    return length, int(windows["step"][split])
+    return int(faces.windows.length), int(faces.windows.step[split])
 
 
 def stored_length(shard_summary: dict) -> int:
-    """Window length a face shard (or a test copy of one) was sampled with; 0: single frames."""
-    windows = (shard_summary.get("faces_config") or {}).get("windows") or {}
-    return int(windows.get("length") or 0)
+    """Window length a face shard (or a test copy of one) was sampled with (its recorded
+    faces block); 0: single frames."""
+    return int(shard_summary["faces_config"]["windows"]["length"])
 
 
 def span(length: int, step: int) -> int:

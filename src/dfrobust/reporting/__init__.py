@@ -1,34 +1,8 @@
-"""Table I (csv/md/tex), its intervals, figures, and tracing a cell back to its inputs."""
+"""Every table (csv/md/tex, intervals), pairwise DeLong tests, figures, and tracing a cell."""
 
-from dfrobust.reporting.tables import (
-    build_ci_table,
-    build_table1,
-    load_records,
-    operation_order,
-    pairwise_delong,
-    read_table1,
-    score_files,
-    table1_csv,
-    table1_latex,
-    table1_markdown,
-    write_pairwise_delong,
-    write_table1,
-)
+from dfrobust.reporting.comparisons import pairwise_delong, write_pairwise_delong
+from dfrobust.reporting.tables import build_table, ci_table, layout, metric_label, read_table, write_table
 from dfrobust.reporting.trace import format_trace, trace_cell
 
-__all__ = [
-    "build_ci_table",
-    "build_table1",
-    "format_trace",
-    "load_records",
-    "operation_order",
-    "pairwise_delong",
-    "read_table1",
-    "score_files",
-    "table1_csv",
-    "table1_latex",
-    "table1_markdown",
-    "trace_cell",
-    "write_pairwise_delong",
-    "write_table1",
-]
+__all__ = ["build_table", "ci_table", "format_trace", "layout", "metric_label", "pairwise_delong", "read_table",
+           "trace_cell", "write_pairwise_delong", "write_table"]

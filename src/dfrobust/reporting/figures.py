@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dfrobust.core.io import atomic_path  # noqa: E402
-from dfrobust.reporting.tables import SUMMARY  # noqa: E402
+
+SUMMARY = ("summary", "average")  # the Average column of a table with categories (dfrobust.reporting.tables.by_category)
 
 
 def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
@@ -38,8 +39,8 @@ def _colors(n: int):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def heatmap(table: pd.DataFrame, path: str | os.PathLike, dpi: int = 150, decimals: int = 2,
-            cmap: str = "RdYlGn") -> Path:
+def heatmap(table: pd.DataFrame, path: str | os.PathLike, dpi: int, decimals: int,
+            cmap: str) -> Path:
     """Table I as a heatmap: models down, operations across, AUC (%) written in each cell."""
     values = table.to_numpy(dtype=float)
     n_rows, n_cols = values.shape
@@ -71,8 +72,8 @@ def heatmap(table: pd.DataFrame, path: str | os.PathLike, dpi: int = 150, decima
     return _save(fig, path, dpi)
 
 
-def auc_drop_bars(table: pd.DataFrame, path: str | os.PathLike, reference: str = "clean",
-                  dpi: int = 150) -> Path:
+def auc_drop_bars(table: pd.DataFrame, path: str | os.PathLike, reference: str,
+                  dpi: int) -> Path:
     """Grouped bars: for each operation category, each model's AUC drop from the
     reference column (mean over the category's operations, percentage points;
     positive = the operation hurts)."""
@@ -100,7 +101,7 @@ def auc_drop_bars(table: pd.DataFrame, path: str | os.PathLike, reference: str =
 
 
 def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike,
-               title: str = "", dpi: int = 150) -> Path:
+               title: str, dpi: int) -> Path:
     """One model's ROC curves, one per operation: `curves` maps operation -> (fpr, tpr)."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for (operation, (fpr, tpr)), color in zip(curves.items(), _colors(len(curves))):
@@ -117,9 +118,10 @@ def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
 
 
 def roc_figures(scores: Mapping[tuple[str, str, str], str | os.PathLike | pd.DataFrame],
-                out_dir: str | os.PathLike, operations: Sequence[str] | None = None,
-                dpi: int = 150) -> list[Path]:
-    """One ROC figure per model, out_dir/roc_{method}_{quality}.png, one curve per operation.
+                paths: Mapping[tuple[str, str], str | os.PathLike], operations: Sequence[str] | None,
+                dpi: int) -> list[Path]:
+    """One ROC figure per model (method, train_quality), written to its entry of `paths`,
+    one curve per operation.
 
     `scores` maps (method, train_quality, operation) to a per-frame score table
     or its CSV; curves follow `operations` order when given (others after).
@@ -130,7 +132,7 @@ def roc_figures(scores: Mapping[tuple[str, str, str], str | os.PathLike | pd.Dat
     for (method, quality, operation), source in scores.items():
         models.setdefault((method, quality), {})[operation] = source
     rank = {op: i for i, op in enumerate(operations or ())}
-    paths = []
+    written = []
     for (method, quality), by_op in models.items():
         curves = {}
         for operation in sorted(by_op, key=lambda op: (rank.get(op, len(rank)), op)):
@@ -138,9 +140,9 @@ def roc_figures(scores: Mapping[tuple[str, str, str], str | os.PathLike | pd.Dat
             frames = source if isinstance(source, pd.DataFrame) else read_scores(source)
             fpr, tpr, _ = roc_points(frames, level="video")
             curves[operation] = (fpr, tpr)
-        paths.append(roc_figure(curves, Path(out_dir, f"roc_{method}_{quality}.png"),
-                                title=f"{method} trained on {quality}: video-level ROC", dpi=dpi))
-    return paths
+        written.append(roc_figure(curves, paths[(method, quality)],
+                                  title=f"{method} trained on {quality}: video-level ROC", dpi=dpi))
+    return written
 
 
 def _level_key(level):
@@ -150,7 +152,7 @@ def _level_key(level):
         return (1, 0.0, str(level))
 
 
-def severity_figure(records: Sequence[Mapping], path: str | os.PathLike, dpi: int = 150) -> Path:
+def severity_figure(records: Sequence[Mapping], path: str | os.PathLike, dpi: int) -> Path:
     """Video AUC (%) against severity level, one panel per swept operation, one
     line per model (method, train_quality), with the bootstrap interval as a band.
 

@@ -1,188 +1,148 @@
-"""Table I of the paper: video AUC (%) per detector and training set, one column per operation.
+"""Every table of the run, Table I included: rows are models, columns are
+(test set, operation) pairs, each column shows one or more metrics, and a
+table may end with an Average column (per metric, over the columns marked
+`averaged`). A table arrives as plain data (dfrobust.plan.Table.spec):
 
-Layout (as the paper): one row per (method, train_quality); one column per
-operation in the configured order, grouped by category (operations of one
-category next to each other, categories in order of first appearance); the
-reference operation ('clean', the unprocessed test set) first; then an
-Average column. By default the Average is the mean over the non-reference
-operations (the paper's average has no clean column); `include_reference`
-adds it. The Average is computed from unrounded AUCs and is empty when one of
-its cells is missing.
+    {name, title, note, average, decimals, metrics,
+     rows:    [{method, train_quality}],
+     columns: [{test_set, operation, label, category, shown, averaged}]}
 
-Files
------
-table1.csv     one header row, then one row per model::
+Headers: a table whose columns have categories (Table I: each operation's
+category) shows the categories above the column labels; otherwise, with
+several metrics, the column labels above the metrics. A header row that would
+say the same in every column is left out.
 
-                   method,train_quality,<op>,<op>,...,average
-                   xception,c23,99.10,...
-
-               operation columns in Table I order (grouped by category; the
-               categories are in table1.md/.tex and table1_ci.csv). Values:
-               AUC in percent, `decimals` decimals; an empty field is a
-               missing cell. The reference column (clean) is left out, as in
-               the paper, unless report.show_reference is true; its AUC is in
-               table1_ci.csv.
-table1.md      GitHub markdown; categories in the header row, operations in
-               the first (bold) row.
-table1.tex     booktabs tabular; categories as \\multicolumn with \\cmidrule.
-table1_ci.csv  long format: method, train_quality, category, operation,
-               video_auc, ci_low, ci_high (percent), ci_level, bootstrap.
+Files (values in percent, except log(wP)):
+  .csv     one header row: method, train_quality, then one field per shown cell column
+           ("<label>", or "<label> <metric>" with several metrics; "average"); an empty
+           field is a missing cell, "n/a" a cell whose test set had no video left to score
+  .md      GitHub markdown (an optional bold title, the table, the note and the n/a footnotes)
+  .tex     booktabs tabular, the headers as \\multicolumn groups
+  _ci.csv  long format: every cell's video AUC with its bootstrap interval (hidden columns too)
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from dfrobust.core.errors import InputError
-from dfrobust.core.io import read_json, write_text
+from dfrobust.core.io import write_text
 
-SUMMARY = ("summary", "average")
-DEFAULT_QUALITIES = ("raw", "c23", "c40")
-REFERENCE_CATEGORY = "reference"
-
-
-def operation_order(operations) -> list[tuple[str, str]]:
-    """[(operation, category), ...] from the config's operations.
-
-    Accepts a mapping {name: {"category": ...}} or {name: category}, or a
-    sequence of {"name": ..., "category": ...} dicts or (name, category) pairs.
-    """
-    pairs: list[tuple[str, str]] = []
-    if isinstance(operations, Mapping):
-        for name, spec in operations.items():
-            category = spec.get("category", "") if isinstance(spec, Mapping) else spec
-            pairs.append((str(name), str(category or "")))
-    else:
-        for item in operations:
-            if isinstance(item, Mapping):
-                pairs.append((str(item["name"]), str(item.get("category", "") or "")))
-            else:
-                name, category = item
-                pairs.append((str(name), str(category or "")))
-    return pairs
+AVERAGE = "average"
+NA = "n/a"
+# how a metric is shown in a header
+LABELS = {"video_auc": "AUC", "frame_auc": "frame AUC", "video_accuracy": "ACC", "frame_accuracy": "frame ACC",
+          "eer": "EER", "average_precision": "AP"}
+UNSCALED = ("log_wp",)  # metrics shown as they are (not rates): log(wP)
 
 
-def _columns(
-    operations, records: Sequence[Mapping], reference: str, columns: Sequence[str] | None
-) -> list[tuple[str, str]]:
-    """Table columns (category, operation): reference first, then categories grouped."""
-    pairs = operation_order(operations)
-    if columns:
-        keep = set(columns) | {reference}
-        pairs = [p for p in pairs if p[0] in keep]
-    ref = [p for p in pairs if p[0] == reference]
-    if not ref and any(r.get("operation") == reference for r in records):
-        ref = [(reference, REFERENCE_CATEGORY)]
-    rest = [p for p in pairs if p[0] != reference]
-    categories = list(dict.fromkeys(c for _, c in rest))
-    grouped = [p for c in categories for p in rest if p[1] == c]
-    return [(c, o) for o, c in ref + grouped]
+def metric_label(metric: str) -> str:
+    """video_auc -> AUC; tar_at_far_0.1pct -> TAR@0.1%; frame_pauc_10pct -> frame pAUC@10%."""
+    if metric in LABELS:
+        return LABELS[metric]
+    if metric.startswith("log_wp_at_recall_"):
+        return f"log(wP)@R={metric.rpartition('_')[2]}"
+    level = "frame " if metric.startswith("frame_") else ""
+    name, _, far = metric.removeprefix("frame_").rpartition("_")
+    return f"{level}{ {'tar_at_far': 'TAR', 'tauc': 'tAUC', 'pauc': 'pAUC'}[name]}@{far.removesuffix('pct')}%"
 
 
-def _row_order(records: Sequence[Mapping], methods, qualities) -> list[tuple[str, str]]:
-    present = list(dict.fromkeys((str(r["method"]), str(r["train_quality"])) for r in records))
-    method_rank = {m: i for i, m in enumerate(methods or dict.fromkeys(m for m, _ in present))}
-    quality_rank = {q: i for i, q in enumerate(qualities or ())}
-    return sorted(
-        present,
-        key=lambda mq: (method_rank.get(mq[0], len(method_rank)), mq[0],
-                        quality_rank.get(mq[1], len(quality_rank)), mq[1]),
-    )
+@dataclass(frozen=True)
+class Cell:
+    """One shown column of numbers: a table column (or the Average) under one metric."""
+
+    category: str | None  # the header above it in a categorised table (Table I); "" for the Average there
+    label: str  # its column's label ("Average" for the Average)
+    metric: str
+    column: int | None  # index into spec["columns"]; None: the Average
+
+    @property
+    def is_average(self) -> bool:
+        return self.column is None
 
 
-def _cell_values(records: Sequence[Mapping], key: str) -> dict[tuple[str, str, str], float]:
-    values: dict[tuple[str, str, str], float] = {}
+def _by_cell(records: Sequence[Mapping]) -> dict[tuple[str, str, str, str], Mapping]:
+    by_cell = {}
     for r in records:
-        cell = (str(r["method"]), str(r["train_quality"]), str(r["operation"]))
-        if cell in values:
-            raise InputError(f"two metric records for the same cell {'/'.join(cell)}")
-        value = r.get(key)
-        values[cell] = np.nan if value is None else float(value)
-    return values
+        key = (r["method"], r["train_quality"], r["test_set"], r["operation"])
+        if key in by_cell:
+            raise InputError(f"two metric records for the same cell {'/'.join(key)}")
+        by_cell[key] = r
+    return by_cell
 
 
-def build_table1(
-    records: Sequence[Mapping],
-    operations,
-    reference: str = "clean",
-    include_reference: bool = False,
-    methods: Sequence[str] | None = None,
-    qualities: Sequence[str] | None = DEFAULT_QUALITIES,
-    columns: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Table I as a DataFrame of video AUC in percent (unrounded).
-
-    Index (method, train_quality); columns MultiIndex (category, operation)
-    with ("summary", "average") last. Records of operations not in
-    `operations` (or not in `columns`, when given) are left out; missing cells are NaN.
-    Rows follow `methods` then `qualities` order (others after, alphabetically).
-    """
-    cols = _columns(operations, records, reference, columns)
-    rows = _row_order(records, methods, qualities)
-    values = _cell_values(records, "video_auc")
-    data = [[100 * values.get((m, q, op), np.nan) for _, op in cols] for m, q in rows]
-    table = pd.DataFrame(
-        data,
-        index=pd.MultiIndex.from_tuples(rows, names=["method", "train_quality"]),
-        columns=pd.MultiIndex.from_tuples(cols, names=["category", "operation"]),
-        dtype=float,
-    )
-    averaged = [c for c in cols if include_reference or c[1] != reference]
-    # skipna=False: an average over a missing cell would silently change meaning
-    table[SUMMARY] = table[averaged].mean(axis=1, skipna=False) if averaged else np.nan
-    table.attrs["average_over"] = [op for _, op in averaged]
-    table.attrs["reference"] = reference
-    return table
+def layout(spec: Mapping) -> list[Cell]:
+    """The shown cells of a table, in order: each shown column under each metric, then the Average's."""
+    categorised = any(c["category"] for c in spec["columns"])
+    cells = [Cell(column["category"], column["label"], metric, i) for i, column in enumerate(spec["columns"])
+             if column["shown"] for metric in spec["metrics"]]
+    if spec["average"]:
+        cells += [Cell("" if categorised else None, "Average", metric, None) for metric in spec["metrics"]]
+    return cells
 
 
-def build_ci_table(
-    records: Sequence[Mapping],
-    operations,
-    reference: str = "clean",
-    methods: Sequence[str] | None = None,
-    qualities: Sequence[str] | None = DEFAULT_QUALITIES,
-    columns: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Long table of every cell with its bootstrap interval (percent), in Table I order."""
-    cols = _columns(operations, records, reference, columns)
-    rows = _row_order(records, methods, qualities)
-    by_cell = {(str(r["method"]), str(r["train_quality"]), str(r["operation"])): r for r in records}
-    out = []
-    for (m, q), (cat, op) in itertools.product(rows, cols):
-        r = by_cell.get((m, q, op))
-        if r is None:
-            continue
-        out.append({
-            "method": m, "train_quality": q, "category": cat, "operation": op,
-            **{k: _percent(r.get(k)) for k in ("video_auc", "ci_low", "ci_high")},
-            "ci_level": r.get("ci_level"), "bootstrap": r.get("bootstrap"),
-        })
-    columns_out = ["method", "train_quality", "category", "operation", "video_auc",
-                   "ci_low", "ci_high", "ci_level", "bootstrap"]
-    return pd.DataFrame(out, columns=columns_out)
+def headers(cells: list[Cell], several_metrics: bool) -> tuple[list[str | None], list[str]]:
+    """(groups, labels) of the cells: categories above column labels (Table I), else column labels
+    above metric labels."""
+    if any(c.category is not None for c in cells):
+        return [c.category for c in cells], [c.label for c in cells]
+    return [c.label for c in cells], [metric_label(c.metric) for c in cells]
 
 
-def _percent(value) -> float:
-    return np.nan if value is None else 100 * float(value)
+def csv_header(cell: Cell, several_metrics: bool) -> str:
+    label = AVERAGE if cell.is_average else cell.label
+    return f"{label} {metric_label(cell.metric)}" if several_metrics and cell.category is None else label
+
+
+def build_table(records: Sequence[Mapping], spec: Mapping) -> tuple[pd.DataFrame, dict]:
+    """(values, notes): the table as a DataFrame (index (method, train_quality), one column
+    per cell of `layout`; NaN where a cell is missing or not scored) and, per (row, cell)
+    with no video scored, the reason. A metric a record lacks (e.g. a FAR not in
+    evaluation.far_levels) is an error naming it; the Average is over unrounded values
+    and missing when one of its cells is."""
+    by_cell = _by_cell(records)
+    cells = layout(spec)
+    rows = [(r["method"], r["train_quality"]) for r in spec["rows"]]
+    data, notes = [], {}
+    for method, quality in rows:
+        values = {}
+        for i, column in enumerate(spec["columns"]):
+            record = by_cell.get((method, quality, column["test_set"], column["operation"]))
+            for metric in spec["metrics"]:
+                if record is None:
+                    values[(i, metric)] = np.nan
+                elif record.get("status") == "no_video_scored":
+                    values[(i, metric)] = np.nan
+                    notes[(method, quality, i)] = record["reason"]
+                else:
+                    if metric not in record:
+                        raise InputError(f"metric {metric!r} is not in the metrics of {method}/{quality} on "
+                                         f"{column['test_set']} (is its FAR in evaluation.far_levels?)")
+                    scale = 1 if metric.startswith(UNSCALED) else 100
+                    values[(i, metric)] = np.nan if record[metric] is None else scale * float(record[metric])
+        line = []
+        for cell in cells:
+            if cell.column is not None:
+                line.append(values[(cell.column, cell.metric)])
+            else:
+                averaged = [values[(i, cell.metric)] for i, c in enumerate(spec["columns"]) if c["averaged"]]
+                # no skipping: an average over a hole would silently change meaning
+                line.append(float(np.mean(averaged)) if averaged else np.nan)
+        data.append(line)
+    index = pd.MultiIndex.from_tuples(rows, names=["method", "train_quality"])
+    frame = pd.DataFrame(data, index=index, columns=range(len(cells)), dtype=float)
+    frame.attrs["cells"] = cells
+    return frame, notes
 
 
 def _fmt(value: float, decimals: int, missing: str) -> str:
-    return missing if value is None or not np.isfinite(value) else f"{value:.{decimals}f}"
-
-
-def table1_csv(table: pd.DataFrame, decimals: int = 2) -> str:
-    """Table I as CSV text: one header row (method, train_quality, operations..., average)."""
-    lines = [",".join(["method", "train_quality", *(_csv_field(o) for _, o in table.columns)])]
-    for (method, quality), row in table.iterrows():
-        cells = [_fmt(v, decimals, "") for v in row.to_numpy(dtype=float)]
-        lines.append(",".join([_csv_field(method), _csv_field(quality), *cells]))
-    return "\n".join(lines) + "\n"
+    return missing if not np.isfinite(value) else f"{value:.{decimals}f}"
 
 
 def _csv_field(text: str) -> str:
@@ -190,34 +150,75 @@ def _csv_field(text: str) -> str:
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(ch in text for ch in ',"\n') else text
 
 
-def _average_note(table: pd.DataFrame) -> str:
-    over = table.attrs.get("average_over", [])
-    ref = table.attrs.get("reference", "clean")
-    note = "included" if ref in over else "excluded"
-    return f"Average: mean over {', '.join(over)} ({ref} {note})."
-
-
-def table1_markdown(table: pd.DataFrame, decimals: int = 2) -> str:
-    """Table I as a GitHub markdown table (categories in the header, operations in bold below)."""
-    header, ops = ["Method", "Train"], ["", ""]
-    previous = None
-    for category, operation in table.columns:
-        if (category, operation) == SUMMARY:
-            header.append("")
-            ops.append("**Average**")
-            continue
-        header.append(category if category != previous else "")
-        previous = category
-        ops.append(f"**{operation}**")
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join([":--", ":--"] + ["--:"] * len(table.columns)) + "|",
-        "| " + " | ".join(ops) + " |",
-    ]
+def _values(table: pd.DataFrame, notes: dict, spec: Mapping, missing: str, na: str) -> list[tuple[tuple, list[str]]]:
+    """Each row's cells as text: `missing` for a missing cell, `na` (+ its footnote mark) where no video was scored."""
+    cells, decimals = table.attrs["cells"], spec["decimals"]
+    marks = _footnote_marks(notes)
+    out = []
     for (method, quality), row in table.iterrows():
-        cells = [_fmt(v, decimals, "–") for v in row.to_numpy(dtype=float)]
-        lines.append("| " + " | ".join([str(method), str(quality), *cells]) + " |")
-    return "\n".join(lines) + "\n\n" + "Video-level AUC (%). " + _average_note(table) + "\n"
+        texts = []
+        for cell, value in zip(cells, row.to_numpy(dtype=float)):
+            key = (method, quality, cell.column)
+            texts.append(na + marks[notes[key]] if key in notes else _fmt(value, decimals, missing))
+        out.append(((method, quality), texts))
+    return out
+
+
+def _footnote_marks(notes: dict) -> dict[str, str]:
+    """A mark per distinct reason, in order of first appearance (* for one, *1 *2 ... for several)."""
+    reasons = list(dict.fromkeys(notes.values()))
+    return {r: "*" if len(reasons) == 1 else f"*{i}" for i, r in enumerate(reasons, 1)}
+
+
+def _note(spec: Mapping) -> str:
+    """The line under the table: its own note, or which metrics it shows; then what the Average is over."""
+    if spec["note"] is not None:
+        note = spec["note"]
+    else:
+        note = ", ".join(dict.fromkeys(metric_label(m) for m in spec["metrics"])) + " in percent."
+    if spec["average"]:
+        over = [c["label"] for c in spec["columns"] if c["averaged"]]
+        left = [c["label"] for c in spec["columns"] if not c["averaged"]]
+        note += f" Average: mean over {', '.join(over)}" + (f" ({', '.join(left)} excluded)." if left else ".")
+    return note
+
+
+def table_csv(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
+    cells = table.attrs["cells"]
+    several = len(spec["metrics"]) > 1
+    lines = [",".join(["method", "train_quality", *(_csv_field(csv_header(c, several)) for c in cells)])]
+    for (method, quality), texts in _values(table, notes, spec, "", NA):
+        lines.append(",".join([_csv_field(method), _csv_field(quality), *texts]))
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_header(cells: list[Cell], several_metrics: bool) -> list[list[str]]:
+    """The header rows of the .md table: groups (blank where a group continues) above labels
+    (Table I's operations in bold); one row of column labels for one metric without categories."""
+    groups, labels = headers(cells, several_metrics)
+    if cells and cells[0].category is None and not several_metrics:
+        return [groups]
+    shown, previous = [], None
+    for group in groups:
+        shown.append(group if group != previous else "")
+        previous = group
+    if cells and cells[0].category is not None:
+        labels = [f"**{label}**" for label in labels]
+    return [[g or "" for g in shown], labels]
+
+
+def table_markdown(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
+    cells = table.attrs["cells"]
+    header = _markdown_header(cells, len(spec["metrics"]) > 1)
+    lines = ["| " + " | ".join(["Method", "Train", *header[0]]) + " |",
+             "|" + "|".join([":--", ":--"] + ["--:"] * len(cells)) + "|"]
+    for extra in header[1:]:
+        lines.append("| " + " | ".join(["", "", *extra]) + " |")
+    for (method, quality), texts in _values(table, notes, spec, "–", NA):
+        lines.append("| " + " | ".join([str(method), str(quality), *texts]) + " |")
+    title = f"**{spec['title']}**\n\n" if spec["title"] else ""
+    footnotes = "".join(f"\n{mark} {reason}\n" for reason, mark in _footnote_marks(notes).items())
+    return title + "\n".join(lines) + "\n\n" + _note(spec) + "\n" + footnotes
 
 
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -228,136 +229,77 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def table1_latex(table: pd.DataFrame, decimals: int = 2) -> str:
-    """Table I as a booktabs tabular; each category is a \\multicolumn over its operations."""
-    n = len(table.columns)
-    groups = [(cat, len(list(g))) for cat, g in itertools.groupby(c for c, _ in table.columns)]
+def table_latex(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
+    """booktabs tabular: the groups as \\multicolumn (with \\cmidrule) above the labels."""
+    cells = table.attrs["cells"]
+    groups, labels = headers(cells, len(spec["metrics"]) > 1)
     top, rules, start = ["", ""], [], 3
-    for category, width in groups:
-        if category == SUMMARY[0]:
-            top.append("")
-        else:
-            top.append(rf"\multicolumn{{{width}}}{{c}}{{{tex_escape(category)}}}")
+    for group, members in itertools.groupby(groups):
+        width = len(list(members))
+        if group:
+            top.append(rf"\multicolumn{{{width}}}{{c}}{{{tex_escape(group)}}}")
             rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+        else:
+            top += [""] * width
         start += width
-    second = ["Method", "Train"] + [
-        "Average" if col == SUMMARY else tex_escape(col[1]) for col in table.columns
-    ]
-    lines = [
-        f"% Video-level AUC (%). {_average_note(table)}",
-        r"\begin{tabular}{ll" + "r" * n + "}",
-        r"\toprule",
-        " & ".join(top) + r" \\",
-        "".join(rules),
-        " & ".join(second) + r" \\",
-        r"\midrule",
-    ]
-    for (method, quality), row in table.iterrows():
-        cells = [_fmt(v, decimals, "--") for v in row.to_numpy(dtype=float)]
-        lines.append(" & ".join([tex_escape(method), tex_escape(quality), *cells]) + r" \\")
+    comment = tex_escape(spec["title"]) if spec["title"] else _note(spec)
+    lines = [f"% {comment}", r"\begin{tabular}{ll" + "r" * len(cells) + "}", r"\toprule",
+             " & ".join(top) + r" \\", "".join(rules),
+             " & ".join(["Method", "Train", *(tex_escape(label) for label in labels)]) + r" \\", r"\midrule"]
+    for (method, quality), texts in _values(table, notes, spec, "--", NA):
+        lines.append(" & ".join([tex_escape(method), tex_escape(quality), *(t.replace("*", r"$^*$") for t in texts)]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [f"% {mark} {reason}" for reason, mark in _footnote_marks(notes).items()]
     return "\n".join(lines) + "\n"
 
 
-def read_table1(path: str | os.PathLike) -> pd.DataFrame:
-    """Read table1.csv back (float percent, index (method, train_quality), one column per operation)."""
-    table = pd.read_csv(path, index_col=[0, 1], dtype={"method": str, "train_quality": str})
+def ci_table(records: Sequence[Mapping], spec: Mapping) -> pd.DataFrame:
+    """Every cell's video AUC and bootstrap interval (percent), in table order, hidden
+    columns too. A table whose columns have categories (Table I) names them by category
+    and operation, the others by label, test set and operation; a cell with no video
+    scored has its reason in `note` (a column only such a table has)."""
+    by_cell = _by_cell(records)
+    categorised = any(c["category"] for c in spec["columns"])
+    keys = ["category", "operation"] if categorised else ["column", "test_set", "operation"]
+    out = []
+    for row, column in itertools.product(spec["rows"], spec["columns"]):
+        r = by_cell.get((row["method"], row["train_quality"], column["test_set"], column["operation"]))
+        if r is None:
+            continue
+        ids = {"category": column["category"], "operation": column["operation"], "column": column["label"],
+               "test_set": column["test_set"]}
+        scored = r.get("status") != "no_video_scored"
+        out.append({"method": row["method"], "train_quality": row["train_quality"], **{k: ids[k] for k in keys},
+                    **{k: None if not scored or r[k] is None else 100 * float(r[k]) for k in ("video_auc", "ci_low", "ci_high")},
+                    "ci_level": r["ci_level"] if scored else None, "bootstrap": r["bootstrap"] if scored else None,
+                    "note": None if scored else r["reason"]})
+    names = ["method", "train_quality", *keys, "video_auc", "ci_low", "ci_high", "ci_level", "bootstrap"]
+    frame = pd.DataFrame(out, columns=names + ["note"])
+    return frame if frame["note"].notna().any() else frame[names]
+
+
+def write_table(records: Sequence[Mapping], spec: Mapping, csv: str | os.PathLike, md: str | os.PathLike,
+                tex: str | os.PathLike, ci_csv: str | os.PathLike) -> pd.DataFrame:
+    """Build one table and write its four files atomically."""
+    table, notes = build_table(records, spec)
+    write_text(csv, table_csv(table, notes, spec))
+    write_text(md, table_markdown(table, notes, spec))
+    write_text(tex, table_latex(table, notes, spec))
+    write_text(ci_csv, ci_table(records, spec).to_csv(index=False, float_format=f"%.{spec['decimals']}f"))
+    return table
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A table's .csv back: index (method, train_quality), one column per cell ("n/a" as NaN)."""
+    table = pd.read_csv(path, index_col=[0, 1], dtype={"method": str, "train_quality": str}, na_values=[NA])
     table.index.names = ["method", "train_quality"]
     return table.astype(float)
 
 
-def load_records(results_dir: str | os.PathLike) -> list[dict]:
-    """Every metrics record under results_dir/metrics/ (any depth)."""
-    paths = sorted(Path(results_dir, "metrics").rglob("*.json"))
-    return [read_json(p) for p in paths]
-
-
-def write_table1(
-    records: Sequence[Mapping],
-    operations,
-    csv: str | os.PathLike | None = None,
-    md: str | os.PathLike | None = None,
-    tex: str | os.PathLike | None = None,
-    ci_csv: str | os.PathLike | None = None,
-    config: Mapping | None = None,
-    methods: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Build Table I and write the requested files atomically; returns the full
-    table (with the reference column, which the figures need).
-
-    `config` is the report config block: reference, include_reference,
-    decimals, qualities, columns (see src/dfrobust/core/schema/report.yaml); `methods`
-    orders the rows (e.g. the configured detectors).
-    """
-    config = dict(config or {})
-    decimals = int(config.get("decimals", 2))
-    options = dict(
-        reference=config.get("reference", "clean"),
-        methods=methods,
-        qualities=config.get("qualities", DEFAULT_QUALITIES),
-        columns=config.get("columns") or None,
-    )
-    table = build_table1(records, operations, include_reference=bool(config.get("include_reference", False)),
-                         **options)
-    shown = table
-    if not config.get("show_reference", False):
-        keep = [c for c in table.columns if c[1] != options["reference"]]
-        shown = table[keep]
-        shown.attrs.update(table.attrs)
-    if csv:
-        write_text(csv, table1_csv(shown, decimals))
-    if md:
-        write_text(md, table1_markdown(shown, decimals))
-    if tex:
-        write_text(tex, table1_latex(shown, decimals))
-    if ci_csv:
-        ci_table = build_ci_table(records, operations, **options)
-        write_text(ci_csv, ci_table.to_csv(index=False, float_format=f"%.{decimals}f"))
-    return table
-
-
-def pairwise_delong(scores: Mapping[tuple[str, str, str], str | os.PathLike | pd.DataFrame]) -> pd.DataFrame:
-    """DeLong tests between every pair of models (method/train_quality) on each operation.
-
-    `scores` maps (method, train_quality, operation) to a per-frame score
-    table or its CSV path. Returns one row per (operation, model_a, model_b)
-    with auc_a, auc_b, z, p and the number of videos both models scored.
-    """
-    from dfrobust.evaluation.delong import delong_video_tables
-    from dfrobust.evaluation.metrics import read_scores, video_scores
-
-    by_operation: dict[str, dict[str, pd.DataFrame]] = {}
-    for (method, quality, operation), source in scores.items():
-        frames = source if isinstance(source, pd.DataFrame) else read_scores(source)
-        name = None if isinstance(source, pd.DataFrame) else source
-        by_operation.setdefault(operation, {})[f"{method}/{quality}"] = video_scores(frames, name)
-    rows = []
-    for operation, models in by_operation.items():
-        for (a, va), (b, vb) in itertools.combinations(models.items(), 2):
-            result = delong_video_tables(va, vb)
-            rows.append({"operation": operation, "model_a": a, "model_b": b,
-                         "auc_a": result.auc1, "auc_b": result.auc2, "z": result.z, "p": result.p,
-                         "n_videos": len(set(va["video_id"]) & set(vb["video_id"]))})
-    return pd.DataFrame(rows, columns=["operation", "model_a", "model_b", "auc_a", "auc_b", "z", "p", "n_videos"])
-
-
-def write_pairwise_delong(scores, path: str | os.PathLike) -> pd.DataFrame:
-    """Write the pairwise DeLong table as CSV (AUCs as fractions, 6 significant digits)."""
-    table = pairwise_delong(scores)
-    write_text(path, table.to_csv(index=False, float_format="%.6g"))
-    return table
-
-
-def score_file_key(path: str | os.PathLike) -> tuple[str, str, str]:
-    """(method, train_quality, operation) of a score file:
-    results/scores/{model}/{trainset}/{dataset}/{quality}/{operation}.csv (the
-    two folders after `scores`, and the file's name)."""
-    path = Path(path)
-    parts = path.parts
-    start = len(parts) - 1 - parts[::-1].index("scores") if "scores" in parts else len(parts) - 3
-    return parts[start + 1], parts[start + 2], path.stem
-
-
-def score_files(paths: Iterable[str | os.PathLike]) -> dict[tuple[str, str, str], Path]:
-    """Map score file paths (results/scores layout) to their (method, quality, operation) keys."""
-    return {score_file_key(p): Path(p) for p in paths}
+def by_category(table: pd.DataFrame) -> pd.DataFrame:
+    """A categorised one-metric table (Table I) with columns (category, label) and
+    ("summary", "average") last: what its figures read."""
+    columns = [("summary", AVERAGE) if c.is_average else (c.category, c.label) for c in table.attrs["cells"]]
+    out = table.copy()
+    out.columns = pd.MultiIndex.from_tuples(columns, names=["category", "operation"])
+    return out

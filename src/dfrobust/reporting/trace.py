@@ -1,7 +1,7 @@
-"""Answer "where does this cell of Table I come from?".
+"""Answer "where does this cell of a table come from?".
 
-A cell (model, training set, test set, operation) is the video_auc of
-results/metrics/{model}/{trainset}/{test_set}/{operation}.json; that file's provenance
+A cell (model, training set, test set, operation) is the video_auc of its
+metrics file (dfrobust.plan.LAYOUT.metrics); that file's provenance
 names the config, code and tool versions, seed and the checksums of the score
 file it was computed from. The trace re-hashes those inputs now, so a score
 file changed after the metrics were computed shows up as 'changed'.
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dfrobust.core.errors import InputError
 from dfrobust.core.io import read_json
 from dfrobust.core.provenance import hash_input
 
@@ -28,65 +27,42 @@ def _resolve(recorded: str, results_dir: Path) -> Path | None:
 
 
 def _check_input(entry: dict, results_dir: Path) -> dict:
-    found = _resolve(entry.get("path", ""), results_dir)
+    found = _resolve(entry["path"], results_dir)
     if found is None:
         return {**entry, "status": "missing"}
     now = hash_input(found)["sha256"]
     return {**entry, "resolved": str(found), "status": "ok" if now == entry.get("sha256") else "changed"}
 
 
-def _table_value(results_dir: Path, method: str, quality: str, operation: str) -> dict | None:
-    path = results_dir / "table1.csv"
-    if not path.is_file():
+def _table_value(table_csv: Path | None, method: str, quality: str, operation: str) -> dict | None:
+    """The cell's value in the table's .csv (Table I's: its columns are the operations)."""
+    if table_csv is None or not table_csv.is_file():
         return None
-    from dfrobust.reporting.tables import read_table1
+    from dfrobust.reporting.tables import read_table
 
-    table = read_table1(path)
+    table = read_table(table_csv)
     if (method, quality) not in table.index or operation not in table.columns:
-        return {"file": str(path), "value": None}
+        return {"file": str(table_csv), "value": None}
     value = float(table.loc[(method, quality), operation])
-    return {"file": str(path), "value": None if not np.isfinite(value) else value}
+    return {"file": str(table_csv), "value": None if not np.isfinite(value) else value}
 
 
-def metrics_path(results_dir: Path, method: str, train_quality: str, operation: str, test_set: str | None) -> Path:
-    """results/metrics/{model}/{trainset}/{test_set}/{operation}.json; without a
-    test set, the only one computed for that operation (Table I's, usually)."""
-    model_dir = results_dir / "metrics" / method / train_quality
-    if test_set is not None:
-        path = model_dir / test_set / f"{operation}.json"
-        if path.is_file():
-            return path
-        found = []
-    else:
-        found = sorted(model_dir.glob(f"*/{operation}.json"))
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise InputError(f"{model_dir}: {operation} was computed on several test sets "
-                             f"({', '.join(p.parent.name for p in found)}); name one with --test-set")
-    available = sorted(f"{p.parent.name}/{p.stem}" for p in model_dir.glob("*/*.json"))
-    hint = f"; computed for {method}/{train_quality}: {', '.join(available)}" if available else ""
-    raise InputError(f"{model_dir}: no metrics for cell {method}/{train_quality}/{test_set or '*'}/{operation}{hint}")
-
-
-def trace_cell(results_dir: str | os.PathLike, method: str, train_quality: str, operation: str,
-               test_set: str | None = None) -> dict:
-    """Value, provenance and source files of one table cell (Table I's by default).
-
-    Raises InputError naming the expected metrics file (and what exists
-    instead) when the cell has not been computed.
-    """
-    results_dir = Path(results_dir)
-    path = metrics_path(results_dir, method, train_quality, operation, test_set)
+def trace_cell(metrics_file: str | os.PathLike, table_csv: str | os.PathLike | None = None) -> dict:
+    """Value, provenance and source files of one table cell: its metrics file (and the
+    table's .csv, to say whether the table shows that value). Inputs are re-hashed
+    against the files on disk, relative to the folder holding results/."""
+    path = Path(metrics_file)
+    results_dir = next((p for p in path.parents if p.name == "results"), path.parents[-1])
     record = read_json(path)
-    prov = record.get("provenance", {})
-    auc = record.get("video_auc")
-    table = _table_value(results_dir, method, train_quality, operation)
+    prov = record["provenance"]
+    auc = record.get("video_auc")  # absent where no video was scored
+    method, quality = record["method"], record["train_quality"]
+    table = _table_value(Path(table_csv) if table_csv else None, method, quality, record["operation"])
     if table is not None and table["value"] is not None and auc is not None:
         table["matches"] = bool(abs(table["value"] - 100 * auc) <= 0.005 + 1e-9)
     return {
-        "cell": {"method": method, "train_quality": train_quality, "test_set": record.get("test_set"),
-                 "operation": operation, "category": record.get("category")},
+        "cell": {"method": method, "train_quality": quality, "test_set": record["test_set"],
+                 "operation": record["operation"], "category": record.get("category")},
         "metrics_file": str(path),
         "video_auc": auc,
         "video_auc_percent": None if auc is None else round(100 * auc, 2),
@@ -94,16 +70,16 @@ def trace_cell(results_dir: str | os.PathLike, method: str, train_quality: str, 
         "ci_level": record.get("ci_level"),
         "bootstrap": record.get("bootstrap"),
         "table1": table,
-        "seed": prov.get("seed"),
-        "code_version": prov.get("code_version"),
-        "python": prov.get("python"),
-        "libraries": prov.get("libraries"),
-        "ffmpeg": prov.get("ffmpeg"),
-        "hostname": prov.get("hostname"),
-        "timestamp": prov.get("timestamp"),
-        "config": prov.get("config"),
+        "seed": prov["seed"],
+        "code_version": prov["code_version"],
+        "python": prov["python"],
+        "libraries": prov["libraries"],
+        "ffmpeg": prov["ffmpeg"],
+        "hostname": prov["hostname"],
+        "timestamp": prov["timestamp"],
+        "config": prov["config"],
         "extra": prov.get("extra"),
-        "inputs": [_check_input(entry, results_dir) for entry in prov.get("inputs", [])],
+        "inputs": [_check_input(entry, results_dir) for entry in prov["inputs"]],
     }
 
 
@@ -139,5 +115,5 @@ def format_trace(trace: dict) -> str:
     lines.append(f"config     {trace['config']}")
     lines.append("inputs")
     for entry in trace["inputs"]:
-        lines.append(f"  [{entry['status']}] {entry['path']}  sha256 {entry.get('sha256', '')[:16]}…")
+        lines.append(f"  [{entry['status']}] {entry['path']}  sha256 {entry['sha256'][:16]}…")
     return "\n".join(lines) + "\n"

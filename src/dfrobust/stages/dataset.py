@@ -14,7 +14,9 @@ from dfrobust.datasets.common import check_missing
 
 def write_index(dataset_cfg: dict, out_index: str | Path, out_missing: str | Path) -> None:
     """Index one dataset (its block, with `kind`) with its reader (dfrobust.datasets.READERS)."""
-    index, missing = reader(dataset_cfg.get("kind", "ffpp")).build_index(dataset_cfg)
+    kind = reader(dataset_cfg["kind"])
+    dataset_cfg = kind.settings(dataset_cfg)
+    index, missing = kind.build_index(dataset_cfg)
     check_missing(index, missing, dataset_cfg, log)
     with atomic_path(out_missing) as tmp:
         missing.to_csv(tmp, index=False)

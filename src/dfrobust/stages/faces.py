@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from dfrobust.core.config import block
 from dfrobust.core.errors import ConfigError, InputError
 from dfrobust.core.runlog import log
+from dfrobust.core.settings import Settings
 from dfrobust.datasets.ffpp import n_shards
 from dfrobust.media import ffmpeg, windows
 from dfrobust.media.detect import make_box_finder
@@ -45,17 +47,17 @@ def shard_rows(index_csv: str | Path, quality: str, split: str, shard: int, plan
     return rows[shard::count]
 
 
-def stored_crop(cfg: dict) -> tuple[float, int]:
+def stored_crop(faces: Settings) -> tuple[float, int]:
     """(crop_scale, crop_size) of the faces block; the workflow computes them from the detectors
     (dfrobust.media.crops.resolve_faces) when the config leaves them out."""
-    scale, size = cfg.get("crop_scale"), cfg.get("crop_size")
+    scale, size = faces.crop_scale, faces.crop_size
     if scale is None or size is None:
         raise ConfigError("faces.crop_scale / faces.crop_size are not set: the workflow computes them from the "
                           "configured detectors (dfrobust.media.crops.resolve_faces); set both to run the face stage alone")
     return float(scale), int(size)
 
 
-def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, exe: str, boxer=None,
+def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settings, exe: str, boxer=None,
                   window: tuple[int, int] | None = None, frames: FrameWriter | None = None) -> tuple[FaceRecord, dict]:
     """Faces of one video and its summary fields. Raises InputError for an unreadable video.
 
@@ -67,7 +69,7 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, ex
     """
     start = time.perf_counter()
     path = video["path"]
-    if not video.get("exists", True) and not Path(path).is_file():
+    if not Path(path).is_file():
         raise InputError(f"{path}: video file does not exist")
     info = ffmpeg.probe(path, exe)
     if window:
@@ -75,14 +77,14 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, ex
     else:
         indices = ffmpeg.even_sample(info.n_frames, n_samples)
     target = frames.target(video["video_id"], info.pix_fmt) if frames is not None else None
-    decoded = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=cfg.get("threads", 1), store=target)
-    scale, size = stored_crop(cfg)
-    faces = faces_from_frames(decoded, indices, finder, scale, size, boxer)
+    decoded = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=faces.threads, store=target)
+    scale, size = stored_crop(faces)
+    found = faces_from_frames(decoded, indices, finder, scale, size, boxer)
     for _ in decoded:  # run ffmpeg to its end (the stored frames' file is complete, its exit status checked)
         pass
     if target is not None:
         frames.add(video["video_id"], target[0], info.pix_fmt, target[1], indices)
-    record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), faces, indices, size)
+    record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), found, indices, size)
     fields = {"path": str(path), "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,
               "seconds": round(time.perf_counter() - start, 3)}
     if window:
@@ -90,21 +92,23 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, cfg: dict, ex
     return record, fields
 
 
-def extract_shard(videos: list[dict], split: str, cfg: dict, exe: str, log=print, progress: bool = True,
+def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str, log=print, progress: bool = True,
                   frames: FrameWriter | None = None):
     """Faces of every video of a shard: (records kept, summary rows of all videos).
 
-    `videos` rows have video_id, manipulation, label, path (and exists); `frames`
-    collects their sampled frames (see extract_video).
+    `videos` rows have video_id, manipulation, label, path, exists (an index's
+    rows); `cfg` is the faces block; `frames` collects their sampled frames
+    (see extract_video).
     """
-    stored_crop(cfg)
-    finder = FaceFinder.from_config(cfg)
-    boxer = make_box_finder(cfg, finder.detector)
-    n_samples = cfg["frames"][split]
-    window = windows.settings(cfg, split)
-    videos = [{**v, "label": int(v["label"])} for v in videos]
-    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, cfg, exe, boxer, window, frames)},
-                          cfg.get("min_faces", 1), log, desc=f"faces {split}", progress=progress)
+    faces = block("faces", cfg)
+    stored_crop(faces)
+    finder = FaceFinder.from_config(faces)
+    boxer = make_box_finder(faces, finder.detector)
+    n_samples = faces.frames[split]
+    window = windows.settings(faces, split)
+    videos = [{**v, "label": int(v["label"]), "status": "ok"} for v in videos]
+    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, faces, exe, boxer, window, frames)},
+                          faces.min_faces, log, desc=f"faces {split}", progress=progress)
     if window:
         for row in done[split][1]:
             if row.get("n_windows") == 0:
@@ -121,11 +125,12 @@ def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg
     filled when `store_frames` (the test copies of this dataset and quality have
     per-frame operations), else written empty."""
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
-    rows = shard_rows(index_csv, quality, split, int(shard), int(planned_shards), cfg["shard_size"])
+    faces = block("faces", cfg)
+    rows = shard_rows(index_csv, quality, split, int(shard), int(planned_shards), faces.shard_size)
     log(f"shard {shard} of {dataset or ''} {quality}/{split}: {len(rows)} videos, {cfg['frames'][split]} frames each, {ffmpeg.ffmpeg_version(exe)}")
     writer = FrameWriter(exe, Path(out_frames).parent) if out_frames is not None and store_frames else None
     try:
-        records, summary = extract_shard(rows, split, cfg, exe, log=log, frames=writer)
+        records, summary = extract_shard(rows, split, faces, exe, log=log, frames=writer)
         if writer is not None:
             writer.write(out_frames)
             log(f"wrote {out_frames}: sampled frames of {len(writer.videos)} videos")
@@ -134,7 +139,7 @@ def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg
     finally:
         if writer is not None:
             writer.close()
-    meta = {"dataset": dataset, "quality": quality, "split": split, "shard": int(shard), "faces_config": cfg,
+    meta = {"dataset": dataset, "quality": quality, "split": split, "shard": int(shard), "faces_config": faces.to_dict(),
             "ffmpeg": ffmpeg.ffmpeg_version(exe), "provenance": provenance or {}}
     write_shard(out_npz, records, summary, meta)
     ok = sum(r["status"] == "ok" for r in summary)

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from dfrobust.core import provenance
-from dfrobust.core.errors import InputError
+from dfrobust.core.config import block
 from dfrobust.core.io import atomic_path, write_json
 from dfrobust.media.store import FaceShard
 from dfrobust.media.windows import stored_length
@@ -51,13 +51,14 @@ def score_faces(detector, shard_paths: list[str | Path], batch_size: int) -> pd.
             "frame_index": np.concatenate([frames for frames, _ in scored]),
             "score": np.concatenate([scores for _, scores in scored]),
         }))
-    if not parts:
-        raise InputError(f"{', '.join(map(str, shard_paths))}: no faces to score")
+    if not parts:  # every video excluded (no face, unreadable): the metrics say so (evaluate_file)
+        log(f"{', '.join(map(str, shard_paths))}: no faces to score (every video was excluded)")
+        return pd.DataFrame(columns=COLUMNS)
     return pd.concat(parts, ignore_index=True)[COLUMNS]
 
 
 def score_copy(model_dir: str | Path, shard_paths: list[str | Path], out_csv: str | Path,
-               batch_size: int = 64, device: str | None = None, compute: dict | None = None) -> pd.DataFrame:
+               batch_size: int, device: str, compute: dict) -> pd.DataFrame:
     """Load the model, score every face of the copy (under the `compute` block's precision
     and memory layout), write the per-frame CSV atomically."""
     from dfrobust.detectors.inference import load_trained
@@ -78,40 +79,52 @@ def evaluate_file(
     output_path: str | os.PathLike,
     config: Mapping,
     cell: Mapping,
-    seed: int | None = None,
     inputs: Iterable[str | os.PathLike] = (),
+    shards: Iterable[str | os.PathLike] = (),
 ) -> dict:
-    """Metrics of one score file on one test set, written as
-    results/metrics/{model}/{trainset}/{test_set}/{operation}.json.
+    """Metrics of one score file on one test set, written to `output_path`.
 
     `config` is the evaluation config block (bootstrap, ci, seed, far_levels,
-    threshold); `seed` overrides config["seed"]. `cell` names the table cell
+    threshold; a partial one takes the schema's defaults). `cell` names the table cell
     and is copied into the record: method, train_quality, test_set,
     operation, category, sweep/level for swept operations, and
     `manipulations`: a test set keeping only these fakes (the reals always)
-    is this filter on the copy's score file. The record carries its
+    is this filter on the copy's score file. Where no video of a class is
+    left to score (every one excluded: no face, unreadable), the record says
+    so instead (status "no_video_scored", a one-line reason with the
+    exclusions counted from the `shards`' summaries). The record carries its
     provenance (config, code and library versions, seed, sha256 of the score
     file and of any extra `inputs`).
     """
-    seed = int(config.get("seed", 0) if seed is None else seed)
+    evaluation = block("evaluation", config)
     # here, not at import: sklearn and scipy cost ~1 s per score job, which never computes metrics
     from dfrobust.evaluation.metrics import compute_metrics, read_scores
 
     frames = read_scores(scores_path)
     if cell.get("manipulations"):
         frames = frames[(frames["label"] == 0) | frames["manipulation"].isin(cell["manipulations"])]
-    metrics = compute_metrics(
-        frames,
-        bootstrap=int(config.get("bootstrap", 1000)),
-        seed=seed,
-        ci=float(config.get("ci", 0.95)),
-        far_levels=config.get("far_levels", (0.01, 0.1)),
-        threshold=float(config.get("threshold", 0.5)),
-        source=scores_path,
-        recall_levels=config.get("recall_levels", ()),
-        wp_alpha=float(config.get("wp_alpha", 100.0)),
-    )
+    missing = [name for label, name in ((0, "real"), (1, "fake")) if not (frames["label"] == label).any()]
+    if missing:
+        metrics = {"status": "no_video_scored", **exclusions(shards, cell.get("manipulations"), missing)}
+        log(f"{scores_path}: {metrics['reason']}")
+    else:
+        metrics = compute_metrics(frames, evaluation, source=scores_path)
     record = {**dict(cell), **metrics, "scores": str(scores_path)}
-    record["provenance"] = provenance.collect(dict(config), [scores_path, *inputs], seed)
+    record["provenance"] = provenance.collect(evaluation.to_dict(), [scores_path, *inputs], evaluation.seed)
     write_json(output_path, record)
     return record
+
+
+def exclusions(shards: Iterable[str | os.PathLike], manipulations, missing: list[str]) -> dict:
+    """Why a test set has no video of a class to score: the exclusions its shards' summaries
+    record (videos of the test set's manipulations and the reals), counted by status."""
+    import json
+    from collections import Counter
+
+    videos = [v for path in shards for v in json.loads(Path(path).read_text())["videos"]
+              if not manipulations or v["label"] == 0 or v["manipulation"] in manipulations]
+    statuses = Counter(v["status"] for v in videos if v["status"] != "ok")
+    which = " or ".join(missing)
+    reason = (f"no {which} video scored: {sum(statuses.values())} of {len(videos)} videos excluded"
+              + (f" ({', '.join(f'{status} {n}' for status, n in sorted(statuses.items()))})" if statuses else ""))
+    return {"reason": reason, "excluded": dict(statuses), "videos": len(videos)}

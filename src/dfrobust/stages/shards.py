@@ -31,8 +31,9 @@ def process_videos(videos: list[dict], keys: list[Hashable], work: Work, min_fac
     """Run `work` on every video; returns, per output key, the records kept and
     one summary row per video.
 
-    A video whose row already says it is excluded (status other than "ok",
-    e.g. upstream, in the clean faces) keeps that status. `work` raising
+    Every video row has a status: "ok" for an index row (the face stage), the
+    clean faces' for a test copy; a video already excluded (status other
+    than "ok", in the clean faces) keeps that status. `work` raising
     InputError excludes the video from every output (a ConfigError stops the job); a record with fewer
     than `min_faces` faces excludes it from that output. `context(key)`
     says in messages which output it was (" after vflip (faces: reuse)").
@@ -42,10 +43,10 @@ def process_videos(videos: list[dict], keys: list[Hashable], work: Work, min_fac
     out: dict[Hashable, tuple[list[FaceRecord], list[dict]]] = {key: ([], []) for key in keys}
     for video in tqdm(videos, desc=desc, unit="video", disable=not progress):
         base = {k: video.get(k) for k in IDENTITY}
-        if video.get("status", "ok") != "ok":
-            n = video.get("n_sampled", 0)
+        if video["status"] != "ok":
+            n = video["n_sampled"]
             for key in keys:
-                out[key][1].append({**base, "status": video["status"], "message": f"clean faces: {video.get('message', '')}",
+                out[key][1].append({**base, "status": video["status"], "message": f"clean faces: {video['message']}",
                                     "n_sampled": n, "n_found": 0, "n_missed": n})
             continue
         try:
@@ -54,7 +55,7 @@ def process_videos(videos: list[dict], keys: list[Hashable], work: Work, min_fac
             raise  # a setting is wrong: every video would fail the same way
         except InputError as err:
             log(f"EXCLUDED {video['video_id']}: {err}")
-            n = video.get("n_sampled", 0)
+            n = video.get("n_sampled", 0)  # an index row (the face stage) has sampled nothing yet
             for key in keys:
                 out[key][1].append({**base, "status": "error", "message": str(err), "n_sampled": n, "n_found": 0,
                                     "n_missed": n})

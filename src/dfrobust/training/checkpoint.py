@@ -29,7 +29,7 @@ def fingerprint(method: str, cfg: dict, seed: int, train_shards: Sequence[Path],
     """Identity of a training run: settings (the procedure's too) plus data (shard summaries and sizes)."""
     digest = hashlib.sha256()
     settings = {"method": method, "config": cfg, "seed": seed}
-    if procedure and procedure.get("name", "plain") != "plain":
+    if procedure and procedure["name"] != "plain":
         settings["procedure"] = procedure
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for split, shards in (("train", train_shards), ("val", val_shards)):

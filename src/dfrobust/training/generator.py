@@ -36,7 +36,7 @@ class ResnetGenerator(nn.Module):
     `blocks` residual blocks at 1/4 resolution; any input size (the output is
     cropped back to it, as the BAT code does for Xception's 299 px)."""
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 64, blocks: int = 3):
+    def __init__(self, in_channels: int, out_channels: int, width: int, blocks: int):
         super().__init__()
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, 7, bias=False),
                                    nn.BatchNorm2d(width), nn.ReLU(True)]
@@ -70,7 +70,7 @@ def _init(module: nn.Module) -> None:
 class BlurGenerator(nn.Module):
     """Faces (float, 0..255) -> a 1/sigma map (B, 1, H, W) >= 1/sigma_max."""
 
-    def __init__(self, width: int = 64, blocks: int = 3, sigma_max: float = 2.0):
+    def __init__(self, width: int, blocks: int, sigma_max: float):
         super().__init__()
         if sigma_max <= 0:
             raise ValueError(f"sigma_max must be > 0, got {sigma_max}")

@@ -21,8 +21,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from dfrobust.core.errors import InputError
+from dfrobust.core.config import block
 from dfrobust.core.runlog import log as default_log
+from dfrobust.core.settings import Settings
 from dfrobust.media import ffmpeg
 from dfrobust.media.distortion import distort_stored, distort_video
 from dfrobust.media.framestore import FrameStore
@@ -44,9 +45,9 @@ class CopyFaces:
     redetect: the face finder (and `boxer`, RetinaFace's boxes) runs again on the processed frames.
     """
 
-    def __init__(self, clean: FaceRecord, op: Operation, cfg: dict, transform: Transform | None = None,
+    def __init__(self, clean: FaceRecord, op: Operation, faces: Settings, transform: Transform | None = None,
                  finder: FaceFinder | None = None, lock: threading.Lock | None = None, boxer=None):
-        self.clean, self.op, self.cfg = clean, op, cfg
+        self.clean, self.op, self.faces = clean, op, faces
         self.finder, self.lock, self.boxer = finder, lock or threading.Lock(), boxer
         self.found: list[tuple] = []
         self.previous = None
@@ -75,20 +76,20 @@ class CopyFaces:
                 landmarks = self.finder.landmarks(frame, box)
                 retina = self.boxer(frame, box, landmarks) if self.boxer is not None else None
             self.previous = box
-        self.found.append(face_of(frame, index, box, landmarks, self.cfg["crop_scale"], self.cfg["crop_size"], retina))
+        self.found.append(face_of(frame, index, box, landmarks, self.faces.crop_scale, self.faces.crop_size, retina))
 
     def record(self) -> FaceRecord:
         return record_from_faces(self.clean.video_id, self.clean.manipulation, self.clean.label, self.found,
-                                 self.clean.sampled_indices, self.cfg["crop_size"])
+                                 self.clean.sampled_indices, self.faces.crop_size)
 
 
 # --- one shard --------------------------------------------------------------------
 
 
-def base_videos(index_csv: str | Path, quality: str) -> dict[str, str]:
-    """video_id -> path of the test videos at the base quality."""
+def base_videos(index_csv: str | Path, quality: str, split: str) -> dict[str, str]:
+    """video_id -> path of the videos of a split at a quality (those a clean shard holds)."""
     index = pd.read_csv(index_csv, dtype={"name": str})
-    rows = index[(index["quality"] == quality) & (index["split"] == "test")]
+    rows = index[(index["quality"] == quality) & (index["split"] == split)]
     return dict(zip(rows["video_id"], rows["path"]))
 
 
@@ -96,7 +97,7 @@ def distort_shard(
     clean_npz: str | Path,
     index_csv: str | Path,
     operations: list[dict],
-    cfg: dict,
+    cfg: dict | Settings,
     ffmpeg_path: str | None,
     out_npzs: list[str | Path],
     videos_dirs: list[str | Path | None] | None = None,
@@ -115,6 +116,7 @@ def distort_shard(
     operations is reported and the others go on.
     """
     ops = [Operation.from_params(p) for p in operations]
+    faces = block("faces", cfg)
     videos_dirs = videos_dirs or [None] * len(ops)
     if len(out_npzs) != len(ops) or len(videos_dirs) != len(ops):
         raise ValueError("one output shard (and videos folder) per operation")
@@ -123,12 +125,9 @@ def distort_shard(
             raise ValueError(f"operation {op.name!r} keeps its videos but was given no folder for them")
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
     clean = FaceShard(clean_npz)
-    if clean.summary.get("split") != "test":
-        raise InputError(f"{clean_npz}: is {clean.summary.get('quality')}/{clean.summary.get('split')} faces, "
-                         f"expected the clean faces of a test split")
-    paths = base_videos(index_csv, clean.summary["quality"])
-    finder = FaceFinder.from_config(cfg) if any(op.faces == "redetect" for op in ops) else None
-    boxer = make_box_finder(cfg, finder.detector) if finder is not None else None
+    paths = base_videos(index_csv, clean.summary["quality"], clean.summary["split"])
+    finder = FaceFinder.from_config(faces) if any(op.faces == "redetect" for op in ops) else None
+    boxer = make_box_finder(faces, finder.detector) if finder is not None else None
     lock = threading.Lock()
     keep_dirs = {op.name: Path(folder) for op, folder in zip(ops, videos_dirs) if op.keep_videos}
     store = FrameStore(frames) if frames is not None else None
@@ -147,11 +146,11 @@ def distort_shard(
         collectors = {}
         for op in ops:
             transform = geometry(op, width, height, exe) if op.faces == "reuse" else None
-            collectors[op.name] = CopyFaces(record, op, cfg, transform, finder, lock, boxer)
+            collectors[op.name] = CopyFaces(record, op, faces, transform, finder, lock, boxer)
         keep = {name: folder / f"{video['video_id']}.mp4" for name, folder in keep_dirs.items()}
         stored = from_store if video["video_id"] in (store or ()) else []
         streamed = [op for op in ops if op not in stored]
-        threads = cfg.get("threads", 1)
+        threads = faces.threads
         if streamed:
             distort_video(video["path"], streamed, {op.name: collectors[op.name].indices() for op in streamed}, width,
                           height, exe, threads=threads, sinks=collectors, keep=keep)
@@ -177,7 +176,7 @@ def distort_shard(
             video["status"] = "error"
         videos.append(video)
     by_name = {op.name: op for op in ops}
-    done = process_videos(videos, list(by_name), work, cfg.get("min_faces", 1), log, desc="distort",
+    done = process_videos(videos, list(by_name), work, faces.min_faces, log, desc="distort",
                           context=lambda name: f" after {name} (faces: {by_name[name].faces})", progress=progress)
     for op, out, folder in zip(ops, out_npzs, videos_dirs):
         records, rows = done[op.name]
@@ -185,8 +184,8 @@ def distort_shard(
         if folder is not None:
             Path(folder).mkdir(parents=True, exist_ok=True)
         meta = {"operation": op.params(), "dataset": clean.summary.get("dataset"), "quality": clean.summary["quality"],
-                "split": "test",
-                "shard": clean.summary.get("shard"), "source": str(clean_npz), "faces_config": cfg,
+                "split": clean.summary["split"],
+                "shard": clean.summary.get("shard"), "source": str(clean_npz), "faces_config": faces.to_dict(),
                 "ffmpeg": ffmpeg.ffmpeg_version(exe), "provenance": provenance or {}}
         write_shard(out, records, rows, meta)
         ok = sum(r["status"] == "ok" for r in rows)

@@ -48,7 +48,7 @@ def operations_figure(
     ops = [Operation.from_params(p) for p in operations]
     shard = FaceShard(clean_npz)
     meta, index, box = pick_frame(shard)
-    path = base_videos(index_csv, shard.summary["quality"]).get(meta["video_id"], meta.get("path"))
+    path = base_videos(index_csv, shard.summary["quality"], shard.summary["split"]).get(meta["video_id"], meta.get("path"))
     width, height = int(meta["width"]), int(meta["height"])
     frames = distort_video(path, ops, {op.name: [index] for op in ops}, width, height, exe)
     columns = min(columns, len(ops))

@@ -175,7 +175,8 @@ class PIM(Procedure):
         super().__init__(cfg, detector)
         where = f"procedures.{self.name}.layers"
         self.pims = PerturbationInjection(detector, list(cfg["layers"]) or default_sites(detector, where), where)
-        self.alpha, self.beta, self.r = float(cfg["alpha"]), float(cfg.get("beta", 0.0)), float(cfg["r"])
+        self.alpha, self.r = float(cfg["alpha"]), float(cfg["r"])
+        self.beta = 0.0  # the perturbed-weight term: DualFlat's
 
     def step(self, optimizer, images, labels, where):
         x = self.detector.preprocess(images)
@@ -239,13 +240,14 @@ class DualFlat(PIM):
 
     def __init__(self, cfg, detector):
         super().__init__(cfg, detector)
+        self.beta = float(cfg["beta"])
         if self.alpha + self.beta > 1:
             raise InputError(f"config key 'procedures.{self.name}': alpha + beta = {self.alpha + self.beta:g} > 1 "
                              "(the clean loss would get a negative weight)")
-        optimizer = detector.cfg.get("optimizer", {})
-        if optimizer.get("name") == "sam":
+        optimizer = detector.cfg["optimizer"]
+        if optimizer["name"] == "sam":
             raise InputError(f"config key 'detectors.{detector.name}.optimizer.name': {self.name} perturbs the "
-                             f"weights itself (r_prime); use SAM's base optimiser ({optimizer.get('base')}) instead of sam")
+                             f"weights itself (r_prime); use SAM's base optimiser ({optimizer['base']}) instead of sam")
 
 
 def _restore(buffers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:

@@ -1,0 +1,28 @@
+"""What the Snakefile starts from: the validated config and the run's plan.
+
+    config, plan, notes = prepare(snakemake_config)
+
+Validation fills every default once (the rules' params are the validated
+blocks); the plan (dfrobust.plan) names every job and path; the stored face
+crop is sized for every planned model's detector (dfrobust.media.crops);
+`notes` are lines for the run's log.
+"""
+
+from __future__ import annotations
+
+from dfrobust.config import validate_config
+from dfrobust.core.config import block
+from dfrobust.demo import planned_counts
+from dfrobust.media.crops import resolve_faces
+from dfrobust.media.operations import expand_operations
+from dfrobust.plan import Plan, build_plan
+
+
+def prepare(config: dict) -> tuple[dict, Plan, list[str]]:
+    """(validated config, plan, notes) of a workflow config; InputError naming the key."""
+    validated = validate_config(config)
+    operations = expand_operations(block("operations", validated["operations"]))
+    plan = build_plan(validated, operations, lambda kind, cfg: planned_counts(kind, cfg, validated))
+    detectors = [(m.method, m.detector_cfg(validated["detectors"])) for m in plan.models.values()]
+    validated["faces"], notes = resolve_faces(validated["faces"], detectors)
+    return validated, plan, notes
