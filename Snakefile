@@ -10,15 +10,13 @@
 # and the run planned at start (dfrobust.workflow.prepare); every path is the
 # plan's layout (dfrobust.plan.LAYOUT), and the rules read it from there.
 
-import os
-import re
 import sys
 
 from snakemake.utils import min_version
 
 from dfrobust.core.errors import InputError
 from dfrobust.datasets import reader
-from dfrobust.workflow import prepare
+from dfrobust.workflow import export_checkout, names_regex, prepare
 from snakemake.exceptions import WorkflowError
 
 min_version("9.0")
@@ -41,14 +39,7 @@ for _note in _notes:
 config.clear()
 config.update(_validated)  # every rule's params are blocks of the validated config
 LAYOUT = PLAN.layout
-# the checkout envs/dfrobust.post-deploy.sh installs into a rule's conda environment (--sdm conda)
-os.environ["DFROBUST_REPO"] = workflow.basedir
-
-
-def names_regex(names):
-    """A wildcard constraint matching exactly these names (never the empty string)."""
-    return "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True)) or "(?!)"
-
+export_checkout(workflow.basedir)
 
 wildcard_constraints:
     dataset=names_regex(PLAN.datasets),

@@ -62,7 +62,12 @@ def stored_frames_input(wildcards):
     """The sampled clean frames a per-frame operation's copy starts from (its shard's face job stored them)."""
     if not PLAN.operations[wildcards.operation].from_stored_frames:
         return []
-    return LAYOUT.faces.format(**{k: wildcards[k] for k in ("dataset", "quality", "split", "shard")}) + ".frames.zip"
+    return LAYOUT.faces_frames.format(**{k: wildcards[k] for k in ("dataset", "quality", "split", "shard")})
+
+
+def copy_of_operation(name, ext):
+    """A copy shard's template for one operation (the one-decode job writes every operation's)."""
+    return LAYOUT.shard("copy", ext).replace("{operation}", name)
 
 
 # --- models ---
@@ -86,15 +91,16 @@ def pretrained_inputs(wildcards):
     if isinstance(pretrained, str):
         return [pretrained]
     fetch = model.fetch(config["detectors"])
-    return [LAYOUT.fetched.format(fetch=fetch)] if fetch else []
+    return [LAYOUT.fetched.format(fetch=fetch[0])] if fetch else []
 
 
-FETCHES = {m.fetch(config["detectors"]): m for m in PLAN.models.values() if m.fetch(config["detectors"])}
+# fetch name -> (detector, the block whose `pretrained: true` weights it downloads)
+FETCHES = {fetch[0]: (m.method, fetch[1]) for m in PLAN.models.values() if (fetch := m.fetch(config["detectors"]))}
 
 
 # --- scores, metrics, tables ---
 def weights_input(wildcards):
-    return LAYOUT.weights(f"{wildcards.model}/{wildcards.trainset}")
+    return LAYOUT.weights.format(model=wildcards.model, trainset=wildcards.trainset)
 
 
 def test_set_scores(wildcards):

@@ -14,21 +14,17 @@ PROCESSED = [name for name, op in PLAN.operations.items() if not op.is_identity]
 KEPT = [name for name in PROCESSED if PLAN.operations[name].keep_videos]  # their full videos are outputs too
 
 
-def copy_of_operation(name, ext):
-    return LAYOUT.copy.replace("{operation}", name) + ext
-
-
 if config["operations"]["one_decode"]:
 
     rule distort_shard_all:
         """Every operation on one shard, each video decoded once (split into one branch per operation)."""
         input:
-            faces=LAYOUT.faces + ".npz",
+            faces=LAYOUT.faces_npz,
             index=index_of,
-            frames=LAYOUT.faces + ".frames.zip" if any(PLAN.operations[n].from_stored_frames for n in PROCESSED) else [],
+            frames=LAYOUT.faces_frames if any(PLAN.operations[n].from_stored_frames for n in PROCESSED) else [],
         output:
-            npz=[copy_of_operation(name, ".npz") for name in PROCESSED],
-            json=[copy_of_operation(name, ".json") for name in PROCESSED],
+            npz=[copy_of_operation(name, "npz") for name in PROCESSED],
+            json=[copy_of_operation(name, "json") for name in PROCESSED],
             videos=[directory(LAYOUT.copy_videos.replace("{operation}", name)) for name in KEPT],
         params:
             operations=[OPERATION_PARAMS[name] for name in PROCESSED],
@@ -52,12 +48,12 @@ else:
     rule distort_copy:
         """One operation on one shard of the clean faces (same videos, frames and boxes)."""
         input:
-            faces=LAYOUT.faces + ".npz",
+            faces=LAYOUT.faces_npz,
             index=index_of,
             frames=stored_frames_input,
         output:
-            npz=LAYOUT.copy + ".npz",
-            json=LAYOUT.copy + ".json",
+            npz=LAYOUT.copy_npz,
+            json=LAYOUT.copy_json,
         params:
             operation=lambda wc: OPERATION_PARAMS[wc.operation],
             faces=FACES,
@@ -79,8 +75,8 @@ else:
     use rule distort_copy as distort_copy_kept with:
         """The same for an operation with keep_videos: its full processed videos are an output too."""
         output:
-            npz=LAYOUT.copy + ".npz",
-            json=LAYOUT.copy + ".json",
+            npz=LAYOUT.copy_npz,
+            json=LAYOUT.copy_json,
             videos=directory(LAYOUT.copy_videos),
         params:
             operation=lambda wc: OPERATION_PARAMS[wc.operation],

@@ -12,9 +12,9 @@ rule extract_faces:
     input:
         index=index_of,
     output:
-        npz=LAYOUT.faces + ".npz",
-        json=LAYOUT.faces + ".json",
-        frames=LAYOUT.faces + ".frames.zip",
+        npz=LAYOUT.faces_npz,
+        json=LAYOUT.faces_json,
+        frames=LAYOUT.faces_frames,
     params:
         faces=FACES,
         ffmpeg=config["ffmpeg"],

@@ -7,10 +7,10 @@ rule table:
     input:
         lambda wc: PLAN.table_metrics(table_name(wc)),
     output:
-        csv=report(LAYOUT.table + ".csv", caption="../report/table.rst", category="Tables", subcategory="{table}"),
-        md=LAYOUT.table + ".md",
-        tex=LAYOUT.table + ".tex",
-        ci=report(LAYOUT.table + "_ci.csv", caption="../report/table_ci.rst", category="Tables", subcategory="{table}"),
+        csv=report(LAYOUT.table_csv, caption="../report/table.rst", category="Tables", subcategory="{table}"),
+        md=LAYOUT.table_md,
+        tex=LAYOUT.table_tex,
+        ci=report(LAYOUT.table_ci, caption="../report/table_ci.rst", category="Tables", subcategory="{table}"),
     params:
         table=table_spec,
     wildcard_constraints:

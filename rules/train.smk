@@ -10,11 +10,11 @@ rule train:
         val=training_faces("val"),
         pretrained=pretrained_inputs,
     output:
-        weights=LAYOUT.model + "/weights.pt",
-        hparams=LAYOUT.model + "/hparams.json",
-        history=LAYOUT.model + "/log.csv",
+        weights=LAYOUT.weights,
+        hparams=LAYOUT.hparams,
+        history=LAYOUT.history,
         curve=report(
-            LAYOUT.model + "/curve.png",
+            LAYOUT.curve,
             caption="../report/curve.rst",
             category="Training curves",
             subcategory="{model}",
@@ -46,8 +46,8 @@ rule fetch_pretrained:
     output:
         LAYOUT.fetched,
     params:
-        method=lambda wc: FETCHES[wc.fetch].method,
-        detector=lambda wc: FETCHES[wc.fetch].detector_cfg(config["detectors"]),
+        method=lambda wc: FETCHES[wc.fetch][0],
+        detector=lambda wc: FETCHES[wc.fetch][1],
     wildcard_constraints:
         fetch=names_regex(FETCHES),
     log:
@@ -62,7 +62,7 @@ rule fetch_pretrained:
 rule models:
     """Every model the tables need."""
     input:
-        [LAYOUT.weights(m.id) for m in PLAN.models.values()],
+        [LAYOUT.model_weights(m.id) for m in PLAN.models.values()],
     localrule: True
 
 

@@ -78,9 +78,9 @@ def test_per_frame_copies_read_the_frames_their_test_face_job_stores(workdir):
     assert set(frames) <= set(outputs)
     jobs = inputs_by_output(output)
     for name in ("lighten", "hflip", "res_x4", "grayscale", "noise"):
-        assert frames[1] in jobs[f"results/distorted/ffpp/raw/{name}/shard_001.npz"], name
+        assert frames[1] in jobs[f"results/distorted/ffpp/raw/test/{name}/shard_001.npz"], name
     for name in ("c23", "c40"):  # codecs need the whole stream
-        assert not any(path.endswith(".frames.zip") for path in jobs[f"results/distorted/ffpp/raw/{name}/shard_001.npz"])
+        assert not any(path.endswith(".frames.zip") for path in jobs[f"results/distorted/ffpp/raw/test/{name}/shard_001.npz"])
 
 
 def test_adding_an_operation_adds_exactly_its_jobs(workdir):
@@ -89,7 +89,7 @@ def test_adding_an_operation_adds_exactly_its_jobs(workdir):
     complete(workdir)
     output = snakemake(workdir, "-n", TARGET, "--config", f"operations={BLUR}")
     assert job_counts(output) == {"distort_copy": N_SHARDS, "distorted": 1}
-    assert all(path.startswith("results/distorted/ffpp/raw/blur/") for path in outputs_of(output) if "shard_" in path)
+    assert all(path.startswith("results/distorted/ffpp/raw/test/blur/") for path in outputs_of(output) if "shard_" in path)
 
 
 def test_editing_one_operation_reruns_only_its_jobs(workdir):

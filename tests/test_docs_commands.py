@@ -112,10 +112,11 @@ def _trace_results(results: Path) -> None:
                            "score": rng.uniform(0, 1, 16)})
     frames.loc[frames.label == 1, "manipulation"] = "Deepfakes"
     for method, quality, operation in (("xception", "c23", "c40"),):
-        scores = results / "scores" / method / quality / f"{operation}.csv"
+        scores = results / "scores" / method / quality / "ffpp" / "raw" / "test" / f"{operation}.csv"
         scores.parent.mkdir(parents=True, exist_ok=True)
         frames.to_csv(scores, index=False)
-        cell = {"method": method, "train_quality": quality, "operation": operation, "category": "compression"}
+        cell = {"method": method, "train_quality": quality, "test_set": "ffpp_raw", "operation": operation,
+                "category": "compression"}
         evaluate_file(scores, results / "metrics" / method / quality / "ffpp_raw" / f"{operation}.json", {"bootstrap": 10}, cell)
 
 

@@ -9,15 +9,19 @@ from dfrobust.config import validate_config
 from dfrobust.core.errors import InputError
 from dfrobust.plan import build_plan
 
-OPERATIONS = ["clean", "c40", "hflip"]
+from conftest import operations_of
+
+OPERATIONS = [{"name": "clean", "category": "none"}, {"name": "c40", "category": "compression", "codec": {"crf": 40}},
+              {"name": "hflip", "category": "flip", "filter": "hflip"}]
 
 
 def counts(kind, cfg):
     return {"train": 40, "val": 20, "test": 30}
 
 
-def plan_of(**config):
-    return build_plan(validate_config(config), OPERATIONS, counts)
+def plan_of(counts_of=counts, **config):
+    config = validate_config({"operations": {"list": OPERATIONS}, **config})
+    return build_plan(config, operations_of(config["operations"]), counts_of)
 
 
 def test_model_names_and_training_sets():
@@ -44,11 +48,13 @@ def test_table_one_and_declared_tables_share_scores():
         tables={"t": {"columns": ["ffpp_raw", "ffpp_raw_NT", {"test_set": "ffpp_c40", "operation": "hflip"}],
                       "metrics": ["video_auc"]}},
     )
-    models = len(plan.table1_models)
+    models = len(plan.table1.rows)
     # Table I: every model on the raw test copy under 3 operations; the table adds only the c40 hflip copy
     assert len(plan.score_keys()) == models * 3 + models
-    assert len(plan.metric_keys()) == models * 3 + models * 2  # + the NT subset and the c40 hflip column
+    assert len(plan.cells()) == models * 3 + models * 2  # + the NT subset and the c40 hflip column
     assert ("ffpp", "c40", "test") in plan.face_keys() and ("ffpp", "c23", "test") not in plan.face_keys()
+    assert list(plan.tables) == ["table1", "t"] and plan.table_file("t") == "results/tables/t.csv"
+    assert plan.table_file("table1") == "results/table1.csv"
 
 
 def test_pretraining_models_are_trained_but_are_no_tables_row():
@@ -57,7 +63,7 @@ def test_pretraining_models_are_trained_but_are_no_tables_row():
                    pretraining=[{"method": "vgg19bn_pool3", "quality": "raw"}],
                    tables={"t": {"columns": ["ffpp_raw"], "metrics": ["video_auc"]}})
     assert list(plan.models) == ["capsule/raw", "vgg19bn_pool3/raw"]
-    assert [m.id for m in plan.table1_models] == ["capsule/raw"] and [m.id for m in plan.tables["t"].rows] == ["capsule/raw"]
+    assert [m.id for m in plan.table1.rows] == ["capsule/raw"] and [m.id for m in plan.tables["t"].rows] == ["capsule/raw"]
     assert {key[0] for key in plan.score_keys()} == {"capsule/raw"}
 
 
@@ -82,3 +88,45 @@ def test_pretraining_models_are_trained_but_are_no_tables_row():
 def test_bad_plans_name_the_key(config, message):
     with pytest.raises(InputError, match=message):
         plan_of(**config)
+
+
+def dfdc_counts(kind, cfg):
+    """A DFDC training part: its metadata.json puts every video in train."""
+    return {"train": 12, "val": 0, "test": 0} if kind == "dfdc" else counts(kind, cfg)
+
+
+def test_a_test_set_reads_the_split_it_names(tmp_path):
+    part = {"dfdc": {"kind": "dfdc", "root": str(tmp_path), "parts": [0], "test_set": None}}
+    table = {"t": {"columns": ["dfdc_part0"], "metrics": ["video_auc"]}}
+    with pytest.raises(InputError, match=r"config key 'test_sets.dfdc_part0': test set on dataset 'dfdc' \(dfdc\) reads "
+                                         r"split test, where it lists no video \(per split: train 12, val 0, test 0\); "
+                                         r"name the split it reads \(`split: train`, or `all`\)"):
+        plan_of(dfdc_counts, datasets=part, test_sets={"dfdc_part0": {"dataset": "dfdc"}}, tables=table)
+    for split, read in (("train", ("train",)), ("all", ("train",))):  # all: the splits that list videos
+        plan = plan_of(dfdc_counts, datasets=part, test_sets={"dfdc_part0": {"dataset": "dfdc", "split": split}},
+                       tables=table)
+        assert {(d, s) for d, q, s in plan.face_keys() if d == "dfdc"} == {("dfdc", s) for s in read}
+        model = plan.table1.rows[0].id
+        assert plan.score_file(model, "dfdc_part0", "clean") == f"results/scores/{model}/dfdc/native/{split}/clean.csv"
+        assert plan.copy_shards("dfdc", "native", split, "hflip") == [
+            f"results/distorted/dfdc/native/train/hflip/shard_{k:03d}.npz" for k in range(plan.shards("dfdc", "train"))]
+
+
+def test_a_training_set_without_videos_stops_the_plan():
+    with pytest.raises(InputError, match=r"config key 'dataset': the models' val set on dataset 'ffpp' .* reads split val, "
+                                         r"where it lists no video \(per split: train 40, val 0, test 30\)"):
+        plan_of(lambda kind, cfg: {"train": 40, "val": 0, "test": 30})
+
+
+def test_fetch_is_planned_from_each_models_own_settings():
+    config = {"models": [{"method": "xception", "quality": "raw"},
+                         {"method": "xception", "quality": "raw", "name": "x_scratch", "settings": {"pretrained": False}},
+                         {"method": "sbi", "quality": "raw", "name": "sbi_convnext",
+                          "settings": {"backbone": "convnext_base", "input_size": 224}}],
+              "detectors": {"xception": {"pretrained": True}, "sbi": {"pretrained": True}}}
+    plan = plan_of(**config)
+    detectors = validate_config(config)["detectors"]
+    assert plan.models["xception/raw"].fetch(detectors) == ("xception", detectors["xception"])  # one fetch for its rows
+    assert plan.models["x_scratch/raw"].fetch(detectors) is None  # its own pretrained: false waits for nothing
+    name, block = plan.models["sbi_convnext/raw"].fetch(detectors)  # another backbone: its own fetch
+    assert name == "sbi.convnext_base" and block["backbone"] == "convnext_base" and block["input_size"] == 380

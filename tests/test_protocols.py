@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SMALL_PAIRS, job_counts, make_ffpp_tree
+from conftest import REPO, SMALL_PAIRS, job_counts, make_ffpp_tree, operations_of
 from test_datasets import make_celebdf, make_dfdc, make_dfdc_preview, make_dfd
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -20,7 +20,8 @@ MAKERS = {"celebdf": make_celebdf, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_
 
 # The fixture FF++ (SMALL_PAIRS; ffpp.yaml's 25 videos per shard): one face shard per
 # (quality, split). DFD (inside it, c23): one test shard. Celeb-DF, DFDC, DFDC preview:
-# one test shard each. ImageNet weights: one fetch per detector (method) the tables train.
+# one test shard each. ImageNet weights: one fetch per detector the tables train, and one per
+# other backbone a row's settings name (gradreg's SBI rows on ConvNeXt-base).
 EXPECTED = {
     # 8 cross-manipulation models (convnext_base +-PIM x 4 manipulations) + 9 cross-dataset
     # (efficientnet_b4 +-PIM, convnext_base plain / PIM / DualFlat, 4 SBI) + 16 backbone rows,
@@ -30,7 +31,7 @@ EXPECTED = {
     # + 21 models x 4 (FF++ c23, Celeb-DF, DFD, DFDC). Metrics: 8 x 4 + 21 x 4.
     "gradreg": {"tables": ["gradreg_cross_manipulation", "gradreg_cross_dataset", "gradreg_backbones"],
                 "counts": {"train": 29, "extract_faces": 8, "score": 8 + 21 * 4, "metrics": 8 * 4 + 21 * 4, "table": 3,
-                           "dataset_index": 4, "fetch_pretrained": 5}},
+                           "dataset_index": 4, "fetch_pretrained": 6}},
     # Models: NT-trained c23 efficientnet_b4_radam plain + 6 procedures, xception plain + Two-Gen-BAT (9);
     # cross-quality plain / Two-Gen-BAT x raw, c23, c40 (6); all qualities (2); the NT augmentation
     # table adds 4 baselines (its plain and Two-Gen-BAT rows are Table I's), the raw one 4 more
@@ -101,8 +102,7 @@ def test_protocol_tables_use_the_papers_training_sets(trees):
         cfg["root"] = str(trees[cfg["kind"]])
     config.update(overlay)
     validated = validate_config(config)
-    ops = [op["name"] for op in validated["operations"]["list"]]
-    the_plan = build_plan(validated, ops, lambda kind, cfg: {"train": 1, "val": 1, "test": 1})
+    the_plan = build_plan(validated, operations_of(validated["operations"]), lambda kind, cfg: {"train": 1, "val": 1, "test": 1})
     ids = {m.id for m in the_plan.tables["bat_nt_to_all"].rows}
     assert "efficientnet_b4_radam+two_gen_bat/c23-NT" in ids and "xception_radam/c23-NT" in ids
     assert {m.id for m in the_plan.tables["bat_all_qualities"].rows} == {

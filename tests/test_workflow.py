@@ -46,7 +46,8 @@ def test_face_and_copy_jobs_ask_for_a_gpu_where_retinaface_runs(tmp_path):
 
 def test_default_config_plans_its_declared_tables_on_shared_work(tmp_path):
     workdir = workdir_with(tmp_path, REPO / "config.yaml")
-    counts = job_counts(run(workdir, "-n", "tables").stdout)
+    declared = [f"results/tables/{name}.csv" for name in ("robust_training", "cross_manipulation", "cross_dataset")]
+    counts = job_counts(run(workdir, "-n", *declared).stdout)
     # robust_training: 3 small models (plain, PIM, BAT) on 3 columns (clean, c40, res_x4);
     # cross_manipulation: 2 models trained on one manipulation each, scored once on the raw test copy, metrics
     # for each of the 4 single-manipulation test sets; cross_dataset: Table I's 3 models on FF++ raw (Table I's
@@ -144,7 +145,7 @@ def test_tiny_run_writes_the_declared_table_from_shared_work(tiny_run):
         assert row["ffpp_raw AUC"] == pytest.approx(clean[(row["method"], row["train_quality"])], abs=0.006)
     record = json.loads((tiny_run / "results/metrics/xception/raw/ffpp_raw_DF/clean.json").read_text())
     assert record["counts"]["videos"]["fake"] == 2 and set(record["per_manipulation"]) == {"Deepfakes"}
-    assert record["scores"].endswith("results/scores/xception/raw/ffpp/raw/clean.csv")
+    assert record["scores"].endswith("results/scores/xception/raw/ffpp/raw/test/clean.csv")
 
 
 @pytest.mark.slow
@@ -169,7 +170,7 @@ def test_tiny_run_is_complete_and_config_edits_rerun_only_their_jobs(tiny_run):
     counts = job_counts(run(tiny_run, "-n").stdout)
     # lighten's copy, its scores and metrics for the 3 models, and what shows every operation
     assert counts == {"distort_copy": 1, "distorted": 1, "operations_figure": 1, "score": 3, "metrics": 3,
-                      "table1": 1, "figures": 1, "all": 1}
+                      "table": 1, "delong": 1, "figures": 1, "all": 1}
     edited = json.loads(json.dumps(config))
     edited["tables"]["protocols"]["columns"].append("ffpp_c23")
     edited["test_sets"]["ffpp_c23"] = {"dataset": "ffpp", "quality": "c23"}
@@ -183,15 +184,15 @@ def test_tiny_run_is_complete_and_config_edits_rerun_only_their_jobs(tiny_run):
     counts = job_counts(run(tiny_run, "-n").stdout)
     # xception's training, its 6 + 1 scores (Table I's copies, the c40 test set) and 6 + 2 metrics (Table I,
     # the protocols table's DF and c40 columns: its raw column is Table I's clean cell); the other models stay
-    assert counts == {"train": 1, "score": 7, "metrics": 8, "table1": 1, "figures": 1, "table": 1, "all": 1}
+    assert counts == {"train": 1, "score": 7, "metrics": 8, "table": 2, "delong": 1, "figures": 1, "all": 1}
     (tiny_run / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 @pytest.mark.slow
 def test_rerunning_a_model_gives_the_same_table(tiny_run):
     before = (tiny_run / "results" / "table1.csv").read_text()
-    run(tiny_run, "--cores", "2", "--forcerun", "train", "--allowed-rules", "train", "score", "metrics", "table1", "figures",
-        "table", "all")
+    run(tiny_run, "--cores", "2", "--forcerun", "train", "--allowed-rules", "train", "score", "metrics", "table", "delong",
+        "figures", "all")
     assert (tiny_run / "results" / "table1.csv").read_text() == before
 
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         path = metrics_path(Path(args.results), args.method, args.quality, args.operation, args.test_set)
-        info = trace_cell(path, in_results(Path(args.results), LAYOUT.table.format(table=LAYOUT.table_stem(args.table)) + ".csv"))
+        info = trace_cell(path, in_results(Path(args.results), LAYOUT.table_csv.format(table=LAYOUT.table_stem(args.table))))
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

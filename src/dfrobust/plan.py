@@ -51,27 +51,40 @@ class Layout:
     demo_manifest: str = "{root}/" + MANIFEST  # an embedded demo's, written last by its build
     index: str = "results/datasets/{dataset}/index.csv"
     missing: str = "results/datasets/{dataset}/missing.csv"
-    faces: str = "results/faces/{dataset}/{quality}/{split}/shard_{shard}"  # .npz, .json, .frames.zip
+    faces_npz: str = "results/faces/{dataset}/{quality}/{split}/shard_{shard}.npz"
+    faces_json: str = "results/faces/{dataset}/{quality}/{split}/shard_{shard}.json"
+    faces_frames: str = "results/faces/{dataset}/{quality}/{split}/shard_{shard}.frames.zip"
     faces_summary: str = "results/faces/summary.csv"
-    copy: str = "results/distorted/{dataset}/{quality}/{split}/{operation}/shard_{shard}"  # .npz, .json
+    copy_npz: str = "results/distorted/{dataset}/{quality}/{split}/{operation}/shard_{shard}.npz"
+    copy_json: str = "results/distorted/{dataset}/{quality}/{split}/{operation}/shard_{shard}.json"
     copy_videos: str = "results/distorted_videos/{dataset}/{quality}/{split}/{operation}/shard_{shard}"
     copies_summary: str = "results/distorted/summary.csv"
     copies_operations: str = "results/distorted/operations.csv"
-    model: str = "results/models/{model}/{trainset}"  # /weights.pt, /hparams.json, /log.csv, /curve.png
+    weights: str = "results/models/{model}/{trainset}/weights.pt"
+    hparams: str = "results/models/{model}/{trainset}/hparams.json"
+    history: str = "results/models/{model}/{trainset}/log.csv"
+    curve: str = "results/models/{model}/{trainset}/curve.png"
     fetched: str = "resources/pretrained/{fetch}.json"
     scores: str = "results/scores/{model}/{trainset}/{dataset}/{quality}/{split}/{operation}.csv"
     metrics: str = "results/metrics/{model}/{trainset}/{test_set}/{operation}.json"
-    table: str = "results/{table}"  # .csv, .md, .tex, _ci.csv; table: "table1" or "tables/{name}"
+    table_csv: str = "results/{table}.csv"  # table: "table1" (Table I) or "tables/{name}"
+    table_md: str = "results/{table}.md"
+    table_tex: str = "results/{table}.tex"
+    table_ci: str = "results/{table}_ci.csv"
     delong: str = "results/{table}_delong.csv"
     figure: str = "results/figures/{figure}.png"
 
-    def weights(self, model_id: str) -> str:
+    def model_weights(self, model_id: str) -> str:
         model, trainset = model_id.split("/")
-        return f"{self.model.format(model=model, trainset=trainset)}/weights.pt"
+        return self.weights.format(model=model, trainset=trainset)
 
     def table_stem(self, name: str) -> str:
         """The {table} of a table's files: Table I at the top of results/, the others in tables/."""
         return name if name == TABLE1 else f"tables/{name}"
+
+    def shard(self, kind: str, ext: str) -> str:
+        """The template of a face ("faces") or test-copy ("copy") shard's file with this extension."""
+        return getattr(self, f"{kind}_{ext.replace('.zip', '')}")
 
 
 LAYOUT = Layout()
@@ -118,13 +131,18 @@ class Model:
         """The detector's config block with this model's own settings over it."""
         return deep_update(detectors[self.method], _thaw(self.settings))
 
-    def fetch(self, detectors: dict) -> str | None:
-        """The name of the ImageNet-weights fetch this model waits for (`pretrained: true` in its
-        own resolved settings), None when it needs none. Models whose settings leave the
-        detector's block as it is share the detector's fetch."""
-        if self.detector_cfg(detectors)["pretrained"] is not True:
+    def fetch(self, detectors: dict) -> tuple[str, dict] | None:
+        """(name, detector block) of the ImageNet-weights download this model waits for
+        (`pretrained: true` in its own resolved settings); None when it needs none. Named by
+        what is downloaded: the detector's weights, or `{method}.{backbone}` for a model with
+        another backbone than its detector's block."""
+        cfg = self.detector_cfg(detectors)
+        if cfg["pretrained"] is not True:
             return None
-        return self.method if not self.settings or self.detector_cfg(detectors) == detectors[self.method] else self.name
+        own = {"backbone": cfg["backbone"]} if "backbone" in cfg else {}
+        block = deep_update(detectors[self.method], {"pretrained": True, **own})
+        same = own.get("backbone") == detectors[self.method].get("backbone")
+        return (self.method if same else f"{self.method}.{own['backbone']}"), block
 
 
 @dataclass(frozen=True)
@@ -135,15 +153,6 @@ class TestSet:
     manipulations: tuple[str, ...] | None = None  # None: all
     split: str = "test"  # a split of the dataset, or "all"
 
-    @property
-    def splits(self) -> tuple[str, ...]:
-        """The face splits it reads."""
-        return splits_of(self.split)
-
-
-def splits_of(split: str) -> tuple[str, ...]:
-    """The face splits a test set's `split` reads ("all": every split)."""
-    return SPLITS if split == ALL_SPLITS else (split,)
 
 
 @dataclass(frozen=True)
@@ -213,14 +222,21 @@ class Plan:
         """(dataset, quality, split) of every face shard set a job reads."""
         keys = {(self.main, q, split) for m in self.models.values() for q in m.qualities for split in ("train", "val")}
         for _, dataset, quality, split, _ in self.score_keys():
-            keys |= {(dataset, quality, s) for s in splits_of(split)}
+            keys |= {(dataset, quality, s) for s in self.splits_of(dataset, split)}
         return keys
+
+    def splits_of(self, dataset: str, split: str) -> tuple[str, ...]:
+        """The face splits a test set's `split` reads: itself, or for "all" every split in which
+        the dataset lists videos."""
+        if split != ALL_SPLITS:
+            return (split,)
+        return tuple(s for s in SPLITS if self.datasets[dataset].counts[s])
 
     def copies(self) -> list[tuple[str, str, str, str]]:
         """(dataset, quality, face split, operation) of every processed test copy (identity
         operations need none: they are scored on the clean faces)."""
         return sorted({(d, q, s, op) for _, d, q, split, op in self.score_keys() if not self.operations[op].is_identity
-                       for s in splits_of(split)})
+                       for s in self.splits_of(d, split)})
 
     def stored_frames(self) -> set[tuple[str, str, str]]:
         """(dataset, quality, split) whose face jobs also store the sampled frames: their copies
@@ -232,18 +248,20 @@ class Plan:
         return self.datasets[dataset].shards(split, self.shard_size)
 
     def face_shards(self, dataset: str, quality: str, split: str, ext: str = "npz") -> list[str]:
-        return [f"{self.layout.faces.format(dataset=dataset, quality=quality, split=split, shard=f'{k:03d}')}.{ext}"
+        template = self.layout.shard("faces", ext)
+        return [template.format(dataset=dataset, quality=quality, split=split, shard=f"{k:03d}")
                 for k in range(self.shards(dataset, split))]
 
     def copy_shards(self, dataset: str, quality: str, split: str, operation: str, ext: str = "npz") -> list[str]:
         """The face shards of one test copy (`split` may be "all"): the clean faces for an identity
         operation, else the processed copy (one shard per clean shard)."""
         out = []
-        for s in splits_of(split):
+        for s in self.splits_of(dataset, split):
             if self.operations[operation].is_identity:
                 out += self.face_shards(dataset, quality, s, ext)
             else:
-                out += [f"{self.layout.copy.format(dataset=dataset, quality=quality, split=s, operation=operation, shard=f'{k:03d}')}.{ext}"
+                template = self.layout.shard("copy", ext)
+                out += [template.format(dataset=dataset, quality=quality, split=s, operation=operation, shard=f"{k:03d}")
                         for k in range(self.shards(dataset, s))]
         return out
 
@@ -265,8 +283,9 @@ class Plan:
         table = self.tables[name]
         return [self.score_file(m.id, c.test_set, c.operation) for m in table.rows for c in table.columns]
 
-    def table_file(self, name: str, ext: str = ".csv") -> str:
-        return self.layout.table.format(table=self.layout.table_stem(name)) + ext
+    def table_file(self, name: str) -> str:
+        """A table's .csv (its other files are beside it: Layout.table_*)."""
+        return self.layout.table_csv.format(table=self.layout.table_stem(name))
 
     def metrics_cell(self, test_set: str, operation: str) -> dict:
         """What a metrics file is about, besides its model: test set and operation."""
@@ -306,14 +325,14 @@ def datasets_of(config: dict, counts_of: Callable[[str, dict], dict]) -> dict[st
         if not cfg["kind"].startswith("demo") and not Path(cfg["root"]).is_dir():
             raise InputError(f"{cfg['root']}: dataset directory does not exist (config key '{key}.root')")
         counts = counts_of(cfg["kind"], cfg)
-        out[name] = Dataset(name, cfg["kind"], cfg, qualities, {split: counts.get(split, 0) for split in SPLITS})
+        out[name] = Dataset(name, cfg["kind"], cfg, qualities, {split: counts[split] for split in SPLITS})
     return out
 
 
 def check_pretrained_weights(models: dict[str, Model], detectors: dict) -> None:
     """A `pretrained` path into results/models/ is a model the workflow trains
     first: it must be a planned model's weights, and not the model's own."""
-    planned = {LAYOUT.weights(m.id): m for m in models.values()}
+    planned = {LAYOUT.model_weights(m.id): m for m in models.values()}
     for model in models.values():
         path = model.detector_cfg(detectors)["pretrained"]
         if not isinstance(path, str) or not Path(path).as_posix().startswith("results/models/"):
@@ -480,7 +499,7 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
     for name in sorted(used):
         ts = test_sets[name]
         check_listed(f"test_sets.{name}" if name != base.name else "operations.base_quality", datasets[ts.dataset],
-                     ts.splits, "test set")
+                     SPLITS if ts.split == ALL_SPLITS else (ts.split,), "test set")
     for split in ("train", "val"):
         check_listed("dataset", datasets[main], (split,), f"the models' {split} set")
     return plan

@@ -10,6 +10,10 @@ crop is sized for every planned model's detector (dfrobust.media.crops);
 
 from __future__ import annotations
 
+import os
+import re
+from typing import Iterable
+
 from dfrobust.config import validate_config
 from dfrobust.core.config import block
 from dfrobust.demo import planned_counts
@@ -26,3 +30,14 @@ def prepare(config: dict) -> tuple[dict, Plan, list[str]]:
     detectors = [(m.method, m.detector_cfg(validated["detectors"])) for m in plan.models.values()]
     validated["faces"], notes = resolve_faces(validated["faces"], detectors)
     return validated, plan, notes
+
+
+def export_checkout(basedir: str) -> None:
+    """Name the checkout whose Snakefile runs, for envs/dfrobust.post-deploy.sh: it installs
+    this checkout into a rule's conda environment (--sdm conda). Jobs inherit it."""
+    os.environ["DFROBUST_REPO"] = str(basedir)
+
+
+def names_regex(names: Iterable[str]) -> str:
+    """A wildcard constraint matching exactly these names (never the empty string)."""
+    return "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True)) or "(?!)"

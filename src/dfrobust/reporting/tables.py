@@ -150,16 +150,17 @@ def _csv_field(text: str) -> str:
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(ch in text for ch in ',"\n') else text
 
 
-def _values(table: pd.DataFrame, notes: dict, spec: Mapping, missing: str, na: str) -> list[tuple[tuple, list[str]]]:
-    """Each row's cells as text: `missing` for a missing cell, `na` (+ its footnote mark) where no video was scored."""
+def _values(table: pd.DataFrame, notes: dict, spec: Mapping, missing: str, marked: bool) -> list[tuple[tuple, list[str]]]:
+    """Each row's cells as text: `missing` for a missing cell, n/a (with its footnote mark when
+    `marked`) where no video was scored."""
     cells, decimals = table.attrs["cells"], spec["decimals"]
-    marks = _footnote_marks(notes)
+    marks = _footnote_marks(notes) if marked else {reason: "" for reason in notes.values()}
     out = []
     for (method, quality), row in table.iterrows():
         texts = []
         for cell, value in zip(cells, row.to_numpy(dtype=float)):
             key = (method, quality, cell.column)
-            texts.append(na + marks[notes[key]] if key in notes else _fmt(value, decimals, missing))
+            texts.append(NA + marks[notes[key]] if key in notes else _fmt(value, decimals, missing))
         out.append(((method, quality), texts))
     return out
 
@@ -187,7 +188,7 @@ def table_csv(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
     cells = table.attrs["cells"]
     several = len(spec["metrics"]) > 1
     lines = [",".join(["method", "train_quality", *(_csv_field(csv_header(c, several)) for c in cells)])]
-    for (method, quality), texts in _values(table, notes, spec, "", NA):
+    for (method, quality), texts in _values(table, notes, spec, "", marked=False):
         lines.append(",".join([_csv_field(method), _csv_field(quality), *texts]))
     return "\n".join(lines) + "\n"
 
@@ -214,7 +215,7 @@ def table_markdown(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
              "|" + "|".join([":--", ":--"] + ["--:"] * len(cells)) + "|"]
     for extra in header[1:]:
         lines.append("| " + " | ".join(["", "", *extra]) + " |")
-    for (method, quality), texts in _values(table, notes, spec, "–", NA):
+    for (method, quality), texts in _values(table, notes, spec, "–", marked=True):
         lines.append("| " + " | ".join([str(method), str(quality), *texts]) + " |")
     title = f"**{spec['title']}**\n\n" if spec["title"] else ""
     footnotes = "".join(f"\n{mark} {reason}\n" for reason, mark in _footnote_marks(notes).items())
@@ -246,7 +247,7 @@ def table_latex(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
     lines = [f"% {comment}", r"\begin{tabular}{ll" + "r" * len(cells) + "}", r"\toprule",
              " & ".join(top) + r" \\", "".join(rules),
              " & ".join(["Method", "Train", *(tex_escape(label) for label in labels)]) + r" \\", r"\midrule"]
-    for (method, quality), texts in _values(table, notes, spec, "--", NA):
+    for (method, quality), texts in _values(table, notes, spec, "--", marked=True):
         lines.append(" & ".join([tex_escape(method), tex_escape(quality), *(t.replace("*", r"$^*$") for t in texts)]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [f"% {mark} {reason}" for reason, mark in _footnote_marks(notes).items()]

@@ -1,6 +1,6 @@
 """Train one detector on face shards, choose its epoch on the validation split.
 
-    train("xception", cfg, train_shards, val_shards, "results/models/xception/c23", seed)
+    train("xception", cfg, train_shards, val_shards, out_dir, seed)
 
 writes to out_dir, each file atomically:
     weights.pt     the model of the epoch the detector's `selection` rule keeps: the best
