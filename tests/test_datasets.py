@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from dfrobust.core.errors import InputError
-from dfrobust.datasets import READERS, celebdf, common, dfd, dfdc, dfdc_preview, ffpp
+from dfrobust.datasets import READERS, any_present, celebdf, common, dfd, dfdc, dfdc_preview, ffpp
 
 from conftest import REPO, SMALL_PAIRS, grace_hopper, make_ffpp_tree
 
@@ -317,6 +317,18 @@ def test_ffpp_report_is_unchanged_by_the_shared_one(tmp_path):
         f"  original/raw: 1/8 missing (e.g. 000: {root}/original_sequences/youtube/raw/videos)",
     ]
     assert ffpp.planned_counts(ffpp_cfg(root)) == {"train": 20, "val": 10, "test": 10}
+
+
+def test_videos_no_label_file_lists_are_counted_per_folder(tmp_path):
+    root = make_ffpp_tree(tmp_path / "ff", SMALL_PAIRS)
+    extra = root / "original_sequences/youtube/raw/videos"
+    for name in ("998.mp4", "999.mp4"):
+        (extra / name).write_bytes(b"")
+    (extra / "notes.txt").write_text("not a video")
+    index, _ = ffpp.build_index(ffpp_cfg(root))
+    assert common.unlisted_report(index) == [f"{extra}: 2 video(s) listed by no label file, not indexed (e.g. 998.mp4, 999.mp4)"]
+    assert any_present("ffpp", ffpp_cfg(root), ("test",), "c23")
+    assert not any_present("ffpp", ffpp_cfg(make_ffpp_tree(tmp_path / "empty", SMALL_PAIRS, qualities=())), ("test",), "c23")
 
 
 def test_missing_root_is_a_one_line_error(tmp_path):

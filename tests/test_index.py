@@ -28,8 +28,8 @@ def test_pair_semantics_originals_and_both_fakes_of_every_method():
 
 def test_paths_follow_the_ffpp_layout():
     real, fake = ffpp.Video("original/000", "original", 0, "000", "test"), ffpp.Video("FaceSwap/000_003", "FaceSwap", 1, "000_003", "test")
-    assert real.relpath("c23") == "original_sequences/youtube/c23/videos/000.mp4"
-    assert fake.relpath("c40") == "manipulated_sequences/FaceSwap/c40/videos/000_003.mp4"
+    assert real.relpath("c23", "youtube") == "original_sequences/youtube/c23/videos/000.mp4"
+    assert fake.relpath("c40", "youtube") == "manipulated_sequences/FaceSwap/c40/videos/000_003.mp4"
 
 
 def test_index_of_a_complete_tree(ffpp_tree):

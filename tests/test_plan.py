@@ -130,3 +130,20 @@ def test_fetch_is_planned_from_each_models_own_settings():
     assert plan.models["x_scratch/raw"].fetch(detectors) is None  # its own pretrained: false waits for nothing
     name, block = plan.models["sbi_convnext/raw"].fetch(detectors)  # another backbone: its own fetch
     assert name == "sbi.convnext_base" and block["backbone"] == "convnext_base" and block["input_size"] == 380
+
+
+def test_a_test_set_whose_listed_videos_are_all_absent_stops_the_plan(tmp_path):
+    part = {"dfdc": {"kind": "dfdc", "root": str(tmp_path), "parts": [0], "test_set": None}}
+    config = validate_config({"operations": {"list": OPERATIONS}, "datasets": part,
+                              "test_sets": {"dfdc_part0": {"dataset": "dfdc", "split": "train"}},
+                              "tables": {"t": {"columns": ["dfdc_part0"], "metrics": ["video_auc"]}}})
+    asked = []
+
+    def present(kind, cfg, splits, quality):
+        asked.append((kind, splits, quality))
+        return kind != "dfdc"
+
+    with pytest.raises(InputError, match=rf"test_sets.dfdc_part0': test set on dataset 'dfdc' \(dfdc\) reads split "
+                                         rf"train: none of its 12 listed videos is on disk at quality native under {tmp_path}"):
+        build_plan(config, operations_of(config["operations"]), dfdc_counts, present)
+    assert ("dfdc", ("train",), "native") in asked

@@ -420,13 +420,20 @@ def test_sets_of(config: dict, datasets: dict[str, Dataset], base: TestSet) -> d
     return out
 
 
-def check_listed(key: str, dataset: Dataset, splits: tuple[str, ...], what: str) -> None:
-    """Planning stops when a set reads splits in which its dataset lists no video (before any job runs)."""
-    if sum(dataset.counts[s] for s in splits) == 0:
+def check_listed(key: str, dataset: Dataset, splits: tuple[str, ...], quality: str, what: str,
+                 present_of: Callable[[str, dict, tuple, str], bool] | None) -> None:
+    """Planning stops when a set reads splits in which its dataset lists no video, or none of
+    the listed videos is on disk (`present_of(kind, cfg, splits, quality)`; not for a demo,
+    which is built later): before any job runs."""
+    listed = sum(dataset.counts[s] for s in splits)
+    where = f"config key '{key}': {what} on dataset {dataset.name!r} ({dataset.kind}) reads split {'+'.join(splits)}"
+    if listed == 0:
         counts = ", ".join(f"{s} {dataset.counts[s]}" for s in SPLITS)
         hint = "; name the split it reads (`split: train`, or `all`)" if what == "test set" else ""
-        raise InputError(f"config key '{key}': {what} on dataset {dataset.name!r} ({dataset.kind}) reads split "
-                         f"{'+'.join(splits)}, where it lists no video (per split: {counts}){hint}")
+        raise InputError(f"{where}, where it lists no video (per split: {counts}){hint}")
+    if present_of is not None and not dataset.is_demo and not present_of(dataset.kind, dataset.cfg, splits, quality):
+        raise InputError(f"{where}: none of its {listed} listed videos is on disk at quality {quality} under "
+                         f"{dataset.cfg['root']} (is the root right?)")
 
 
 def table1_of(config: dict, models: list[Model], base: TestSet, operations: dict[str, Operation]) -> Table:
@@ -463,9 +470,12 @@ def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, Test
     return Table(name, spec["title"] or name, rows, columns, list(spec["metrics"]), spec["note"], average=spec["average"])
 
 
-def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[str, dict], dict]) -> Plan:
+def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[str, dict], dict],
+               present_of: Callable[[str, dict, tuple, str], bool] | None = None) -> Plan:
     """The plan of a validated config; `operations` are the expanded operations
-    (Table I's columns), `counts_of(kind, cfg)` plans a dataset's splits."""
+    (Table I's columns), `counts_of(kind, cfg)` plans a dataset's splits from its label
+    files, `present_of(kind, cfg, splits, quality)` says whether any listed video is on
+    disk (None: not checked)."""
     datasets = datasets_of(config, counts_of)
     main = config["dataset"]["name"]
     base_quality = config["operations"]["base_quality"]
@@ -499,7 +509,8 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
     for name in sorted(used):
         ts = test_sets[name]
         check_listed(f"test_sets.{name}" if name != base.name else "operations.base_quality", datasets[ts.dataset],
-                     SPLITS if ts.split == ALL_SPLITS else (ts.split,), "test set")
-    for split in ("train", "val"):
-        check_listed("dataset", datasets[main], (split,), f"the models' {split} set")
+                     SPLITS if ts.split == ALL_SPLITS else (ts.split,), ts.quality, "test set", present_of)
+    for quality in sorted({q for m in models.values() for q in m.qualities}):
+        for split in ("train", "val"):
+            check_listed("dataset", datasets[main], (split,), quality, f"the models' {split} set", present_of)
     return plan

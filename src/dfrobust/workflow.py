@@ -16,6 +16,7 @@ from typing import Iterable
 
 from dfrobust.config import validate_config
 from dfrobust.core.config import block
+from dfrobust.datasets import any_present
 from dfrobust.demo import planned_counts
 from dfrobust.media.crops import resolve_faces
 from dfrobust.media.operations import expand_operations
@@ -26,7 +27,7 @@ def prepare(config: dict) -> tuple[dict, Plan, list[str]]:
     """(validated config, plan, notes) of a workflow config; InputError naming the key."""
     validated = validate_config(config)
     operations = expand_operations(block("operations", validated["operations"]))
-    plan = build_plan(validated, operations, lambda kind, cfg: planned_counts(kind, cfg, validated))
+    plan = build_plan(validated, operations, lambda kind, cfg: planned_counts(kind, cfg, validated), any_present)
     detectors = [(m.method, m.detector_cfg(validated["detectors"])) for m in plan.models.values()]
     validated["faces"], notes = resolve_faces(validated["faces"], detectors)
     return validated, plan, notes

@@ -10,6 +10,7 @@ embedded demos, written in two of these layouts, are dfrobust.demo.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
 from dfrobust.datasets import celebdf, dfd, dfdc, dfdc_preview, ffpp
@@ -21,3 +22,12 @@ DEMOS = {"demo": "ffpp", "demo_celebdf": "celebdf"}  # an embedded demo's kind (
 def reader(kind: str) -> ModuleType:
     """The reader of a dataset kind (a demo is read in its layout)."""
     return READERS[DEMOS.get(kind, kind)]
+
+
+def any_present(kind: str, cfg: dict, splits: tuple[str, ...], quality: str) -> bool:
+    """Whether any video a dataset lists in these splits is on disk at this quality (planning:
+    stops at the first one found, so a present dataset costs one file check)."""
+    module = reader(kind)
+    cfg = module.settings(cfg)
+    root = Path(cfg["root"])
+    return any((root / entry.relpath(quality)).is_file() for entry in module.videos(cfg) if entry.split in splits)

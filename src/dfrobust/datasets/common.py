@@ -192,6 +192,21 @@ def missing_report(index: pd.DataFrame, missing: pd.DataFrame, root: str | Path)
     return "\n".join(lines)
 
 
+def unlisted_report(index: pd.DataFrame) -> list[str]:
+    """Videos on disk, in the folders the index reads from, that no label file lists: one
+    line per folder (they are not indexed, so not tested; a user should know)."""
+    listed = set(index["path"])
+    lines = []
+    for folder in sorted({Path(p).parent for p in index["path"]}):
+        if not folder.is_dir():
+            continue
+        extra = sorted(p.name for p in folder.glob("*.mp4") if str(p) not in listed)
+        if extra:
+            lines.append(f"{folder}: {len(extra)} video(s) listed by no label file, not indexed "
+                         f"(e.g. {', '.join(extra[:3])})")
+    return lines
+
+
 def check_missing(index: pd.DataFrame, missing: pd.DataFrame, cfg: dict, log: Callable[[str], None] = print) -> str:
     """What cfg['on_missing'] says to do with missing videos: 'error' (the
     default) raises an InputError with the report; 'warn' logs it. Returns the

@@ -20,7 +20,7 @@ import pandas as pd
 
 from dfrobust.core.config import block_defaults, vocabulary
 from dfrobust.core.errors import InputError
-from dfrobust.datasets.common import missing_report  # noqa: F401  (shared by every reader; kept here for callers)
+from dfrobust.datasets.common import Entry, missing_report  # noqa: F401  (missing_report: kept here for callers)
 
 SPLITS = vocabulary("split")
 QUALITIES = vocabulary("quality")
@@ -37,7 +37,7 @@ class Video:
     name: str
     split: str
 
-    def relpath(self, quality: str, original_source: str = "youtube") -> str:
+    def relpath(self, quality: str, original_source: str) -> str:
         """Path of this video's file for one quality, relative to the dataset root."""
         if self.manipulation == ORIGINAL:
             return f"original_sequences/{original_source}/{quality}/videos/{self.name}.mp4"
@@ -126,6 +126,16 @@ def build_index(dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     index = pd.DataFrame(rows)
     missing = index[~index["exists"]].reset_index(drop=True)
     return index, missing
+
+
+def videos(dataset_cfg: dict) -> list[Entry]:
+    """Every listed video, as the other readers list theirs (dfrobust.datasets.common.Entry)."""
+    dataset_cfg = settings(dataset_cfg)
+    source = dataset_cfg["original_source"]
+    return [Entry(v.video_id, v.manipulation, v.label, v.name, split,
+                  lambda quality, v=v: v.relpath(quality, source))
+            for split, pairs in read_splits(splits_dir_of(dataset_cfg)).items()
+            for v in split_videos(pairs, dataset_cfg["methods"], split)]
 
 
 def planned_counts(dataset_cfg: dict) -> dict[str, int]:

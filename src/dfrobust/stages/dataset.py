@@ -9,7 +9,7 @@ from pathlib import Path
 from dfrobust.core.io import atomic_path
 from dfrobust.core.runlog import log
 from dfrobust.datasets import reader
-from dfrobust.datasets.common import check_missing
+from dfrobust.datasets.common import check_missing, unlisted_report
 
 
 def write_index(dataset_cfg: dict, out_index: str | Path, out_missing: str | Path) -> None:
@@ -18,6 +18,8 @@ def write_index(dataset_cfg: dict, out_index: str | Path, out_missing: str | Pat
     dataset_cfg = kind.settings(dataset_cfg)
     index, missing = kind.build_index(dataset_cfg)
     check_missing(index, missing, dataset_cfg, log)
+    for line in unlisted_report(index):
+        log(line)
     with atomic_path(out_missing) as tmp:
         missing.to_csv(tmp, index=False)
     with atomic_path(out_index) as tmp:
