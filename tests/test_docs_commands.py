@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -151,3 +153,49 @@ def test_documented_command_runs_as_written(doc, command, clone):
     # through bash, as a reader would type it (brace expansion and all)
     proc = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{doc}: `{command}` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+def datasets_example() -> dict:
+    """The config block of docs/datasets.md's "Using them in a run"."""
+    text = (REPO / "docs" / "datasets.md").read_text().split("## Using them in a run", 1)[1]
+    block = re.search(r"\n((?:    .*\n)+)", text).group(1)
+    return yaml.safe_load("\n".join(line[4:] for line in block.splitlines()))
+
+
+@pytest.mark.slow
+def test_the_datasets_example_runs_through_its_table(tiny_run, tmp_path, face_video):
+    """docs/datasets.md's example, its roots pointed at fixtures of face clips in each layout (a
+    DFDC training part among them), run for real through its table on a copy of the tiny run (its
+    models trained); one more column of faceless clips gives n/a with its reason, and the run ends well."""
+    from dfrobust.media.ffmpeg import write_video
+
+    from conftest import run
+    from test_datasets import make_celebdf, make_dfd, make_dfdc
+
+    example = datasets_example()
+    faces, gray = face_video.read_bytes(), tmp_path / "gray.mp4"
+    write_video(gray, [np.full((240, 320, 3), 90, np.uint8)] * 12, fps=25, crf=18)
+    roots = {"celebdf": make_celebdf(tmp_path / "celebdf"), "dfdc": make_dfdc(tmp_path / "dfdc"),
+             "dfd": make_dfd(tmp_path / "ffpp", qualities=("c23",)), "faceless": make_dfdc(tmp_path / "faceless")}
+    for name, root in roots.items():  # the videos the example reads: face clips (gray ones for `faceless`)
+        read = {"dfd": "*/*/c23/videos/*.mp4", "dfdc": "dfdc_train_part_0/*.mp4", "faceless": "dfdc_train_part_0/*.mp4"}
+        for path in root.glob(read.get(name, "**/*.mp4")):
+            path.write_bytes(gray.read_bytes() if name == "faceless" else faces)
+    workdir = tmp_path / "work"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    for name, block in example["datasets"].items():
+        config.setdefault("datasets", {})[name] = {**block, "root": str(roots[name])}
+    config["datasets"]["faceless"] = {**example["datasets"]["dfdc"], "root": str(roots["faceless"])}
+    config["test_sets"].update(example["test_sets"], faceless={"dataset": "faceless", "split": "train"})
+    table = example["tables"]["cross_dataset"]
+    config["tables"]["cross_dataset"] = {**table, "columns": [*table["columns"], "faceless"]}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    run(workdir, "--cores", "2", "results/tables/cross_dataset.csv")
+    result = pd.read_csv(workdir / "results" / "tables" / "cross_dataset.csv", dtype=str)
+    assert list(result.columns[2::2]) == ["ffpp_raw AUC", "celebdf AUC", "dfdc_part0 AUC", "dfd_c23 AUC", "faceless AUC"]
+    for column in ("celebdf AUC", "dfdc_part0 AUC", "dfd_c23 AUC"):
+        assert result[column].astype(float).between(0, 100).all(), column
+    assert (result["faceless AUC"] == "n/a").all()
+    md = (workdir / "results" / "tables" / "cross_dataset.md").read_text()
+    assert md.rstrip().endswith("* no real or fake video scored: 3 of 3 videos excluded (no_face 3)")

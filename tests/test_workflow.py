@@ -104,6 +104,22 @@ def test_showcase_trains_capsules_extractor_first_and_scores_only_the_table_rows
     assert "results/scores/vgg19bn_pool3" not in proc.stdout
 
 
+def test_a_row_that_does_not_download_waits_for_no_fetch(tmp_path):
+    """The fetch of ImageNet weights is planned from each model's own settings: a row with
+    `pretrained: false` over a detector block saying true waits for nothing."""
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["detectors"]["xception"]["pretrained"] = True
+    config["models"] = [{"method": "xception", "quality": "raw"},
+                        {"method": "xception", "quality": "raw", "name": "x_scratch", "settings": {"pretrained": False}}]
+    config["tables"] = {}
+    proc = run(workdir_with(tmp_path, config), "-n", "-p", "models")
+    assert job_counts(proc.stdout)["fetch_pretrained"] == 1
+    trains = {re.search(r"output: results/models/(\w+)/raw/weights\.pt", b).group(1): re.search(r"input: (.*)", b).group(1)
+              for b in proc.stdout.split("\nrule ") if b.startswith("train:")}
+    assert "resources/pretrained/xception.json" in trains["xception"]
+    assert "resources/pretrained" not in trains["x_scratch"]
+
+
 def test_wrong_config_type_stops_at_start_naming_the_key(tmp_path):
     workdir = workdir_with(tmp_path, {"faces": {"crop_size": "large"}})
     proc = run(workdir, "-n", check=False)
@@ -153,7 +169,8 @@ def test_tiny_run_records_provenance_and_traces_a_cell(tiny_run):
     record = json.loads((tiny_run / "results/metrics/xception/raw/ffpp_raw/c40.json").read_text())
     provenance = record["provenance"]
     assert provenance["ffmpeg"] and provenance["code_version"]
-    assert {Path(i["path"]).name for i in provenance["inputs"]} >= {"c40.csv", "weights.pt"}
+    names = [Path(i["path"]).name for i in provenance["inputs"]]
+    assert sorted(names) == ["c40.csv", "weights.pt"]  # each input once
     proc = subprocess.run([sys.executable, "-m", "dfrobust.cli", "trace", "xception", "raw", "c40", "--results",
                            str(tiny_run / "results"), "--json"], capture_output=True, text=True, cwd=tiny_run)
     assert proc.returncode == 0, proc.stderr
