@@ -104,12 +104,12 @@ def weights_input(wildcards):
 
 
 def test_set_scores(wildcards):
-    return PLAN.score_file(f"{wildcards.model}/{wildcards.trainset}", wildcards.test_set, wildcards.operation)
+    return PLAN.score_files(f"{wildcards.model}/{wildcards.trainset}", wildcards.test_set, wildcards.operation)
 
 
 def test_set_shards(wildcards):
-    """The summaries of the shards a test set's score file was made from (what was excluded, and why)."""
-    return PLAN.copy_shards(*PLAN.copy_of(wildcards.test_set), wildcards.operation, "json")
+    """The summaries of the shards a test set's score files were made from (what was excluded, and why)."""
+    return PLAN.test_set_shards(wildcards.test_set, wildcards.operation)
 
 
 def metrics_cell(wildcards):

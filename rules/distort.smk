@@ -108,7 +108,7 @@ rule distorted:
 rule operations_figure:
     """The same test frame under every operation in a labelled grid (the paper's Fig. 1)."""
     input:
-        faces=PLAN.face_shards(*PLAN.copy_of(PLAN.table1_test_set.name))[0],
+        faces=PLAN.face_shards(*PLAN.copies_of(PLAN.table1_test_set.name)[0])[0],
         index=LAYOUT.index.format(dataset=PLAN.main),
     output:
         LAYOUT.figure.format(figure="operations"),

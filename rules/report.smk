@@ -71,3 +71,14 @@ rule tables:
     input:
         [PLAN.table_file(name) for name in PLAN.tables],
     localrule: True
+
+
+# one target per group of tables (`tables.<name>.group`): a paper's tables in one command
+for _group, _names in PLAN.groups().items():
+
+    rule:
+        name:
+            _group
+        input:
+            [PLAN.table_file(name) for name in _names],
+        localrule: True

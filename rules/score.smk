@@ -13,6 +13,7 @@ rule score:
     params:
         scoring=config["scoring"],
         compute=config["compute"],
+        operation=lambda wc: PLAN.operations[wc.operation].params(),
     log:
         "logs/score/{model}/{trainset}/{dataset}/{quality}/{split}/{operation}.log",
     benchmark:

@@ -357,3 +357,52 @@ def test_weighted_precision_counts_false_alarms_alpha_times():
                            "manipulation": np.where(labels == 1, "Deepfakes", "original"), "score": scores})
     out = compute_metrics(frames, evaluation(bootstrap=0, recall_levels=[0.75]))
     assert out["log_wp_at_recall_0.75"] == pytest.approx(np.log(3 / 103))
+
+
+def test_log_loss_is_scikit_learns_at_both_levels():
+    from sklearn.metrics import log_loss
+
+    frames = random_frames(3)
+    out = compute_metrics(frames, evaluation(bootstrap=0))
+    assert out["frame_log_loss"] == pytest.approx(log_loss(frames["label"], frames["score"], labels=[0, 1]))
+    videos = frames.groupby("video_id").agg(label=("label", "first"), score=("score", "mean"))
+    assert out["video_log_loss"] == pytest.approx(log_loss(videos["label"], videos["score"], labels=[0, 1]))
+    # by hand on two videos: -(log(0.8) + log(1 - 0.3)) / 2
+    two = one_frame_table([0.3], [0.8])
+    assert compute_metrics(two, evaluation(bootstrap=0))["video_log_loss"] == pytest.approx(-(np.log(0.8) + np.log(0.7)) / 2)
+
+
+def test_a_test_set_whose_videos_were_all_excluded_records_why(tmp_path):
+    import json
+
+    scores = tmp_path / "scores.csv"
+    pd.DataFrame(columns=COLUMNS).to_csv(scores, index=False)  # what the score job writes when no face is left
+    shard = tmp_path / "shard_000.json"
+    videos = [{"video_id": f"v{i}", "label": i % 2, "manipulation": "DFDC" if i % 2 else "original",
+               "status": "no_face" if i < 3 else "error"} for i in range(4)]
+    shard.write_text(json.dumps({"videos": videos}))
+    cell = {"method": "xception", "train_quality": "raw", "test_set": "faceless", "operation": "clean"}
+    record = evaluate_file(scores, tmp_path / "m.json", {"bootstrap": 10}, cell, shards=[shard])
+    assert record["status"] == "no_video_scored" and "video_auc" not in record
+    assert record["reason"] == "no real or fake video scored: 4 of 4 videos excluded (error 1, no_face 3)"
+    # a class the test set has no video of (none excluded) is an error, as any one-class table
+    shard.write_text(json.dumps({"videos": [{**v, "label": 0} for v in videos]}))
+    with pytest.raises(MetricsInputError):
+        evaluate_file(scores, tmp_path / "m2.json", {"bootstrap": 10}, cell, shards=[shard])
+
+
+def test_a_test_set_pooling_qualities_counts_each_video_once_per_quality(tmp_path):
+    paths = []
+    for i, quality in enumerate(("raw", "c40")):
+        path = tmp_path / "scores" / "m" / "t" / "ffpp" / quality / "test" / "clean.csv"
+        path.parent.mkdir(parents=True)
+        random_frames(i).to_csv(path, index=False)
+        paths.append(path)
+    cell = {"method": "m", "train_quality": "t", "test_set": "ffpp_all", "operation": "clean"}
+    pooled = evaluate_file(paths, tmp_path / "pooled.json", {"bootstrap": 0}, cell)
+    single = evaluate_file(paths[0], tmp_path / "raw.json", {"bootstrap": 0}, cell)
+    assert pooled["counts"]["videos"]["real"] == 2 * single["counts"]["videos"]["real"]
+    both = pd.concat([random_frames(0).assign(video_id=lambda f: "raw/" + f.video_id),
+                      random_frames(1).assign(video_id=lambda f: "c40/" + f.video_id)])
+    assert pooled["video_auc"] == pytest.approx(compute_metrics(both, evaluation(bootstrap=0))["video_auc"])
+    assert [Path(i["path"]).parent.parent.name for i in pooled["provenance"]["inputs"]] == ["raw", "c40"]

@@ -404,3 +404,30 @@ def test_pim_steps_under_bf16_autocast(procedure_name, faces):
     with det.autocast():
         losses = [step.step(opt, x, y, f"step {i}") for i in range(3)]
     assert np.isfinite(losses).all() and all(p.dtype == torch.float32 for p in det.parameters()), losses
+
+
+def test_test_time_shift_scales_each_sites_statistics_by_exactly_its_factors():
+    """Guan et al., Tables II-III: the shallow features' channel mean x1.2 and variance x0.65 at the PIM sites."""
+    from dfrobust.training.procedures.pim import shift_statistics, shifted_statistics
+
+    f = torch.randn(3, 5, 7, 7) * 2 + torch.arange(5.0).view(1, 5, 1, 1)
+    g = shift_statistics(f, 1.2, 0.65)
+    torch.testing.assert_close(g.mean(dim=(2, 3)), 1.2 * f.mean(dim=(2, 3)))
+    torch.testing.assert_close(g.var(dim=(2, 3)), 0.65 * f.var(dim=(2, 3)))
+    det = build_detector("resnet50", {"pretrained": False, "input_size": 32}).eval()
+    x = det.preprocess(to_tensor(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)))
+    seen = {}
+    site = det.get_submodule("net.layer1.0")
+    handle = site.register_forward_hook(lambda m, i, o: seen.setdefault("out", o.detach()))
+    with torch.no_grad():
+        plain = det(x)
+        handle.remove()
+        handle = det.get_submodule("net.layer1.1").register_forward_hook(lambda m, i, o: seen.setdefault("in", i[0].detach()))
+        with shifted_statistics(det, {"mean": 1.2, "variance": 0.65, "sites": None}, "operations.perturb"):
+            shifted = det(x)
+        handle.remove()
+    # what the next block reads is the first block's output, shifted (the sites: every block of layer1)
+    torch.testing.assert_close(seen["in"], shift_statistics(seen["out"], 1.2, 0.65))
+    assert not torch.allclose(plain, shifted)
+    with torch.no_grad():
+        torch.testing.assert_close(det(x), plain)  # the hooks are gone after the block

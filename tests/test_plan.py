@@ -147,3 +147,15 @@ def test_a_test_set_whose_listed_videos_are_all_absent_stops_the_plan(tmp_path):
                                          rf"train: none of its 12 listed videos is on disk at quality native under {tmp_path}"):
         build_plan(config, operations_of(config["operations"]), dfdc_counts, present)
     assert ("dfdc", ("train",), "native") in asked
+
+
+def test_a_test_set_may_pool_qualities():
+    plan = plan_of(test_sets={"ffpp_all": {"dataset": "ffpp", "quality": ["raw", "c23", "c40"]}},
+                   tables={"t": {"columns": ["ffpp_all"], "metrics": ["video_auc"]}})
+    model = plan.table1.rows[0].id
+    assert plan.score_files(model, "ffpp_all", "clean") == [
+        f"results/scores/{model}/ffpp/{q}/test/clean.csv" for q in ("raw", "c23", "c40")]
+    assert {("ffpp", q, "test") for q in ("raw", "c23", "c40")} <= plan.face_keys()
+    assert plan.metrics_cell("ffpp_all", "clean")["quality"] == "raw+c23+c40"
+    with pytest.raises(InputError, match="test_sets.x.quality': 'c50' is not a quality of ffpp"):
+        plan_of(test_sets={"x": {"dataset": "ffpp", "quality": ["raw", "c50"]}})

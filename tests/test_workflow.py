@@ -120,6 +120,22 @@ def test_a_row_that_does_not_download_waits_for_no_fetch(tmp_path):
     assert "resources/pretrained" not in trains["x_scratch"]
 
 
+def test_a_scoring_perturbation_column_adds_score_jobs_only(tmp_path):
+    """A column under a scoring perturbation (operation category features: the shallow features'
+    statistics shifted) scores the clean faces again: no face job, no test copy; not a Table I column."""
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    row = [{"method": "xception", "quality": "raw"}]
+    config["tables"] = {"t": {"rows": row, "columns": ["ffpp_raw"], "metrics": ["video_auc"]}}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    before = job_counts(run(workdir_with(tmp_path / "a", config), "-n", "results/tables/t.csv").stdout)
+    config["operations"]["extra"] = [{"name": "shift", "category": "features", "perturb": {"mean": 1.2, "variance": 0.65}}]
+    config["tables"]["t"]["columns"].append({"test_set": "ffpp_raw", "operation": "shift"})
+    after = job_counts(run(workdir_with(tmp_path / "b", config), "-n", "results/tables/t.csv").stdout)
+    assert after == {**before, "score": before["score"] + 1, "metrics": before["metrics"] + 1}
+    proc = run(workdir_with(tmp_path / "b", config), "-n", "-p", "results/table1.csv")
+    assert "operation=shift" not in proc.stdout  # Table I's columns are operations on the video
+
+
 def test_wrong_config_type_stops_at_start_naming_the_key(tmp_path):
     workdir = workdir_with(tmp_path, {"faces": {"crop_size": "large"}})
     proc = run(workdir, "-n", check=False)

@@ -12,5 +12,5 @@ torch.set_num_threads(max(1, sm.threads))  # no more CPU threads than the job wa
 claim_gpu()  # one GPU per job on multi-GPU workstations; a no-op under SLURM or without GPUs
 run_logged(
     sm.log[0], score_copy, Path(sm.input.model).parent, list(sm.input.faces), sm.output[0],
-    sm.params.scoring["batch_size"], sm.params.scoring["device"], sm.params.compute,
+    sm.params.scoring["batch_size"], sm.params.scoring["device"], sm.params.compute, sm.params.operation,
 )

@@ -149,9 +149,14 @@ class Model:
 class TestSet:
     name: str
     dataset: str
-    quality: str
+    qualities: tuple[str, ...]  # several: the copies of every quality pooled (each video once per quality)
     manipulations: tuple[str, ...] | None = None  # None: all
     split: str = "test"  # a split of the dataset, or "all"
+
+    @property
+    def quality(self) -> str:
+        """Its one quality (the label of a pooled test set: its qualities joined by '+')."""
+        return "+".join(self.qualities)
 
 
 
@@ -174,6 +179,7 @@ class Table:
     metrics: list[str]
     note: str | None  # under the table; None: what its metrics are (dfrobust.reporting.tables)
     average: bool = False
+    group: str | None = None  # a target rule building every table of the group
 
     def spec(self, decimals: int) -> dict:
         """The table as plain data (what its job gets, so editing it reruns only it)."""
@@ -197,6 +203,14 @@ class Plan:
     layout: Layout = LAYOUT
 
     # -- what the tables need ---------------------------------------------------------------
+    def groups(self) -> dict[str, list[str]]:
+        """Target name -> the tables of that group (`tables.<name>.group`)."""
+        out: dict[str, list[str]] = {}
+        for name, table in self.tables.items():
+            if table.group:
+                out.setdefault(table.group, []).append(name)
+        return out
+
     @property
     def table1(self) -> Table:
         return self.tables[TABLE1]
@@ -211,12 +225,13 @@ class Plan:
 
     def score_keys(self) -> set[tuple[str, str, str, str, str]]:
         """(model id, dataset, quality, split, operation) of every score file."""
-        return {(model, *self.copy_of(test_set), operation) for model, test_set, operation in self.cells()}
+        return {(model, *copy, operation) for model, test_set, operation in self.cells() for copy in self.copies_of(test_set)}
 
-    def copy_of(self, test_set: str) -> tuple[str, str, str]:
-        """(dataset, quality, split) of a test set's faces and score files."""
+    def copies_of(self, test_set: str) -> list[tuple[str, str, str]]:
+        """(dataset, quality, split) of each copy a test set's faces and scores come from
+        (one per quality; several for a test set pooling qualities)."""
         ts = self.test_sets[test_set]
-        return ts.dataset, ts.quality, ts.split
+        return [(ts.dataset, quality, ts.split) for quality in ts.qualities]
 
     def face_keys(self) -> set[tuple[str, str, str]]:
         """(dataset, quality, split) of every face shard set a job reads."""
@@ -265,11 +280,20 @@ class Plan:
                         for k in range(self.shards(dataset, s))]
         return out
 
-    def score_file(self, model_id: str, test_set: str, operation: str) -> str:
+    def score_files(self, model_id: str, test_set: str, operation: str) -> list[str]:
+        """The score files a test set's metrics read (one per quality it pools)."""
         model, trainset = model_id.split("/")
-        dataset, quality, split = self.copy_of(test_set)
-        return self.layout.scores.format(model=model, trainset=trainset, dataset=dataset, quality=quality, split=split,
-                                         operation=operation)
+        return [self.layout.scores.format(model=model, trainset=trainset, dataset=dataset, quality=quality, split=split,
+                                          operation=operation) for dataset, quality, split in self.copies_of(test_set)]
+
+    def score_file(self, model_id: str, test_set: str, operation: str) -> str:
+        """The score file of a test set of one quality."""
+        [path] = self.score_files(model_id, test_set, operation)
+        return path
+
+    def test_set_shards(self, test_set: str, operation: str, ext: str = "json") -> list[str]:
+        """The face (or copy) shards a test set's scores come from."""
+        return [p for copy in self.copies_of(test_set) for p in self.copy_shards(*copy, operation, ext)]
 
     def metrics_file(self, model_id: str, test_set: str, operation: str) -> str:
         model, trainset = model_id.split("/")
@@ -291,6 +315,7 @@ class Plan:
         """What a metrics file is about, besides its model: test set and operation."""
         ts, op = self.test_sets[test_set], self.operations[operation]
         return {"test_set": ts.name, "dataset": ts.dataset, "quality": ts.quality, "split": ts.split,
+                "qualities": list(ts.qualities),
                 "manipulations": list(ts.manipulations or []) or None, "operation": operation,
                 **{k: getattr(op, k) for k in ("category", "sweep", "level") if getattr(op, k) is not None}}
 
@@ -409,11 +434,14 @@ def test_sets_of(config: dict, datasets: dict[str, Dataset], base: TestSet) -> d
         dataset = datasets.get(cfg["dataset"])
         if dataset is None:
             raise InputError(f"config key 'test_sets.{name}.dataset': no dataset {cfg['dataset']!r} ({sorted(datasets)})")
-        quality = cfg["quality"] or dataset.qualities[0]
-        if quality not in dataset.qualities:
-            raise InputError(f"config key 'test_sets.{name}.quality': {quality!r} is not a quality of {dataset.name} {list(dataset.qualities)}")
+        qualities = cfg["quality"] or dataset.qualities[0]
+        qualities = tuple(qualities) if isinstance(qualities, list) else (qualities,)
+        for quality in qualities:
+            if quality not in dataset.qualities:
+                raise InputError(f"config key 'test_sets.{name}.quality': {quality!r} is not a quality of {dataset.name} "
+                                 f"{list(dataset.qualities)}")
         manipulations = tuple(cfg["manipulations"]) if cfg["manipulations"] else None
-        test_set = TestSet(name, dataset.name, quality, manipulations, cfg["split"])
+        test_set = TestSet(name, dataset.name, qualities, manipulations, cfg["split"])
         if name in out and out[name] != test_set:
             raise InputError(f"config key 'test_sets.{name}': the name is taken by Table I's test set ({base})")
         out[name] = test_set
@@ -440,7 +468,9 @@ def table1_of(config: dict, models: list[Model], base: TestSet, operations: dict
     """Table I: `models` down (grouped by detector in their order, qualities in report.qualities
     order), the operations across on the base test set, categories above them, an Average."""
     report = config["report"]
-    shown = [name for name in operations if not report["columns"] or name in report["columns"] or name == report["reference"]]
+    # the operations named in report.columns (and the reference), else those on the video (not a scoring perturbation)
+    shown = [name for name, op in operations.items()
+             if name == report["reference"] or (name in report["columns"] if report["columns"] else op.perturb is None)]
     reference = [name for name in shown if name == report["reference"]]
     rest = [name for name in shown if name != report["reference"]]
     categories = list(dict.fromkeys(operations[name].category for name in rest))
@@ -467,7 +497,8 @@ def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, Test
             raise InputError(f"config key 'tables.{name}.columns.{i}.operation': no operation {operation!r} ({list(operations)})")
         label = col.get("label") or (col["test_set"] if operation == REFERENCE else f"{col['test_set']} {operation}")
         columns.append(Column(col["test_set"], operation, label, averaged=spec["average"]))
-    return Table(name, spec["title"] or name, rows, columns, list(spec["metrics"]), spec["note"], average=spec["average"])
+    return Table(name, spec["title"] or name, rows, columns, list(spec["metrics"]), spec["note"], average=spec["average"],
+                 group=spec["group"])
 
 
 def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[str, dict], dict],
@@ -483,7 +514,7 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
         raise InputError(f"config key 'operations.base_quality': {base_quality!r} is not one of dataset.qualities "
                          f"{config['dataset']['qualities']}")
     ops = {op.name: op for op in operations}
-    base = TestSet(f"{main}_{base_quality}", main, base_quality)
+    base = TestSet(f"{main}_{base_quality}", main, (base_quality,))
     test_sets = test_sets_of(config, datasets, base)
     models: dict[str, Model] = {}
 
@@ -509,7 +540,7 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
     for name in sorted(used):
         ts = test_sets[name]
         check_listed(f"test_sets.{name}" if name != base.name else "operations.base_quality", datasets[ts.dataset],
-                     SPLITS if ts.split == ALL_SPLITS else (ts.split,), ts.quality, "test set", present_of)
+                     SPLITS if ts.split == ALL_SPLITS else (ts.split,), ts.qualities[0], "test set", present_of)
     for quality in sorted({q for m in models.values() for q in m.qualities}):
         for split in ("train", "val"):
             check_listed("dataset", datasets[main], (split,), quality, f"the models' {split} set", present_of)

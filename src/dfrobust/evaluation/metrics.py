@@ -27,7 +27,7 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score, roc_curve
 
 from dfrobust.core.errors import InputError
 from dfrobust.evaluation.bootstrap import bootstrap_auc
@@ -204,7 +204,8 @@ def compute_metrics(frames: pd.DataFrame, evaluation: Mapping, source: str | os.
     far_levels, threshold, recall_levels, wp_alpha: dfrobust.core.config.block).
 
     Keys: video_auc (the paper's number), frame_auc, video_accuracy,
-    frame_accuracy (at `threshold`, fake when score >= threshold), eer,
+    frame_accuracy (at `threshold`, fake when score >= threshold), video_log_loss,
+    frame_log_loss (scikit-learn's, of the fake probability), eer,
     average_precision (video level), for each FAR level f in `far_levels`
     tar_at_far_{f}pct, tauc_{f}pct (truncated AUC) and pauc_{f}pct (McClish
     standardized partial AUC), at video level on the linearly interpolated
@@ -238,6 +239,9 @@ def compute_metrics(frames: pd.DataFrame, evaluation: Mapping, source: str | os.
         "frame_accuracy": float(np.mean((f_scores >= threshold) == f_labels)),
         "threshold": float(threshold),
         "eer": equal_error_rate(fpr, tpr),
+        # scikit-learn's log-loss of the fake probability (natural log; scores clipped away from 0 and 1)
+        "video_log_loss": float(log_loss(v_labels, v_scores, labels=[0, 1])),
+        "frame_log_loss": float(log_loss(f_labels, f_scores, labels=[0, 1])),
         "average_precision": float(average_precision_score(v_labels, v_scores)),
         "far_levels": far_levels,
     }

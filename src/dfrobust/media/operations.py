@@ -57,6 +57,8 @@ class Operation:
 
     filter:  ffmpeg filter chain (linear, comma-separated) or None
     codec:   {encoder, crf, preset, pix_fmt, threads} or None
+    perturb: {mean, variance, sites}: scored on the clean faces with the detector's shallow
+             feature statistics shifted (no copy: is_identity), or None
     sweep:   the declared name of a severity sweep this copy belongs to, level its value
     faces:   'reuse' (clean boxes through the geometry) or 'redetect'
     """
@@ -69,6 +71,7 @@ class Operation:
     level: float | int | None
     faces: str
     keep_videos: bool
+    perturb: dict | None = field(hash=False)  # a scoring setting (feature statistics), not a copy of the video
 
     @property
     def is_identity(self) -> bool:
@@ -147,6 +150,12 @@ def _where(key: str, entry: Settings) -> str:
 def _check_entry(where: str, entry: Settings) -> None:
     """What the schema cannot say: which of filter / codec / levels an entry may have."""
     has_filter, has_codec = entry.filter is not None, entry.codec is not None
+    if (entry.category == "features") != (entry.perturb is not None):
+        raise OperationError(f"{where}: a scoring perturbation (perturb) is category features, and only it")
+    if entry.category == "features":
+        if has_filter or has_codec or entry.levels is not None:
+            raise OperationError(f"{where}: a scoring perturbation takes no filter, codec or levels (the clean faces are scored)")
+        return
     if entry.category == "none":
         if has_filter or has_codec or entry.levels is not None:
             raise OperationError(f"{where}: category 'none' is the unprocessed copy and takes no filter, codec or levels")
@@ -210,7 +219,7 @@ def expand_operations(block: Settings) -> list[Operation]:
             "faces": entry.faces or block.faces,
             "keep_videos": bool(block.keep_videos if entry.keep_videos is None else entry.keep_videos),
         }
-        levels = _check_levels(where, entry) if entry.category != "none" else None
+        levels = _check_levels(where, entry) if entry.category not in ("none", "features") else None
         for level in levels if levels is not None else [None]:
             name = entry.name if level is None else f"{entry.name}{LEVEL_SEP}{format_level(level)}"
             chain = entry.filter
@@ -219,7 +228,8 @@ def expand_operations(block: Settings) -> list[Operation]:
             codec = _resolve_codec(where, entry.codec, level, block) if entry.codec is not None else None
             operations.append(Operation(
                 name=name, filter=chain, codec=codec, level=level,
-                sweep=entry.name if level is not None else None, **common,
+                sweep=entry.name if level is not None else None,
+                perturb=entry.perturb.to_dict() if entry.perturb is not None else None, **common,
             ))
     names = [op.name for op in operations]
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -38,8 +38,12 @@ AVERAGE = "average"
 NA = "n/a"
 # how a metric is shown in a header
 LABELS = {"video_auc": "AUC", "frame_auc": "frame AUC", "video_accuracy": "ACC", "frame_accuracy": "frame ACC",
-          "eer": "EER", "average_precision": "AP"}
-UNSCALED = ("log_wp",)  # metrics shown as they are (not rates): log(wP)
+          "video_log_loss": "LogLoss", "frame_log_loss": "frame LogLoss", "eer": "EER", "average_precision": "AP"}
+
+
+def scaled(metric: str) -> bool:
+    """Whether a metric is a rate shown in percent (not log(wP), not a log-loss)."""
+    return not (metric.startswith("log_wp") or metric.endswith("log_loss"))
 
 
 def metric_label(metric: str) -> str:
@@ -124,7 +128,7 @@ def build_table(records: Sequence[Mapping], spec: Mapping) -> tuple[pd.DataFrame
                     if metric not in record:
                         raise InputError(f"metric {metric!r} is not in the metrics of {method}/{quality} on "
                                          f"{column['test_set']} (is its FAR in evaluation.far_levels?)")
-                    scale = 1 if metric.startswith(UNSCALED) else 100
+                    scale = 100 if scaled(metric) else 1
                     values[(i, metric)] = np.nan if record[metric] is None else scale * float(record[metric])
         line = []
         for cell in cells:
@@ -176,7 +180,8 @@ def _note(spec: Mapping) -> str:
     if spec["note"] is not None:
         note = spec["note"]
     else:
-        note = ", ".join(dict.fromkeys(metric_label(m) for m in spec["metrics"])) + " in percent."
+        rates = [metric_label(m) for m in spec["metrics"] if scaled(m)]
+        note = ", ".join(dict.fromkeys(rates)) + " in percent." if rates else ""
     if spec["average"]:
         over = [c["label"] for c in spec["columns"] if c["averaged"]]
         left = [c["label"] for c in spec["columns"] if not c["averaged"]]

@@ -58,15 +58,21 @@ def score_faces(detector, shard_paths: list[str | Path], batch_size: int) -> pd.
 
 
 def score_copy(model_dir: str | Path, shard_paths: list[str | Path], out_csv: str | Path,
-               batch_size: int, device: str, compute: dict) -> pd.DataFrame:
+               batch_size: int, device: str, compute: dict, operation: dict) -> pd.DataFrame:
     """Load the model, score every face of the copy (under the `compute` block's precision
-    and memory layout), write the per-frame CSV atomically."""
+    and memory layout; with the operation's scoring perturbation, if it has one), write the
+    per-frame CSV atomically."""
+    from contextlib import nullcontext
+
     from dfrobust.detectors.inference import load_trained
+    from dfrobust.training.procedures.pim import shifted_statistics
 
     detector = load_trained(model_dir, device=device).set_compute(compute)
     log(f"scoring {len(shard_paths)} shard(s) with {model_dir} (epoch {detector.trained['epoch']}, "
         f"val AUC {detector.trained['val_auc']:.4f})")
-    with detector.autocast():
+    perturb = operation["perturb"]
+    where = f"operations ({operation['name']!r}).perturb"
+    with detector.autocast(), shifted_statistics(detector, perturb, where) if perturb else nullcontext():
         table = score_faces(detector, shard_paths, batch_size)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.8g")
@@ -75,14 +81,16 @@ def score_copy(model_dir: str | Path, shard_paths: list[str | Path], out_csv: st
 
 
 def evaluate_file(
-    scores_path: str | os.PathLike,
+    scores_path: str | os.PathLike | list,
     output_path: str | os.PathLike,
     config: Mapping,
     cell: Mapping,
     inputs: Iterable[str | os.PathLike] = (),
     shards: Iterable[str | os.PathLike] = (),
 ) -> dict:
-    """Metrics of one score file on one test set, written to `output_path`.
+    """Metrics of one score file on one test set, written to `output_path` (several score
+    files: a test set pooling qualities, each file one quality's copy; a video counts once per
+    file, its id prefixed by the file's quality folder).
 
     `config` is the evaluation config block (bootstrap, ci, seed, far_levels,
     threshold; a partial one takes the schema's defaults). `cell` names the table cell
@@ -100,31 +108,38 @@ def evaluate_file(
     # here, not at import: sklearn and scipy cost ~1 s per score job, which never computes metrics
     from dfrobust.evaluation.metrics import compute_metrics, read_scores
 
-    frames = read_scores(scores_path)
+    paths = [scores_path] if isinstance(scores_path, (str, os.PathLike)) else list(scores_path)
+    frames = read_scores(paths[0])
+    if len(paths) > 1:  # the same video at each quality: one video per (quality, video)
+        frames = pd.concat([read_scores(p).assign(video_id=lambda f, p=p: Path(p).parent.parent.name + "/" + f["video_id"])
+                            for p in paths], ignore_index=True)
     if cell.get("manipulations"):
         frames = frames[(frames["label"] == 0) | frames["manipulation"].isin(cell["manipulations"])]
-    missing = [name for label, name in ((0, "real"), (1, "fake")) if not (frames["label"] == label).any()]
-    if missing:
-        metrics = {"status": "no_video_scored", **exclusions(shards, cell.get("manipulations"), missing)}
+    missing = [label for label in (0, 1) if not (frames["label"] == label).any()]
+    excluded = exclusions(shards, cell.get("manipulations"), missing)
+    if missing and all(excluded["by_label"][label] for label in missing):
+        metrics = {"status": "no_video_scored", **excluded}
         log(f"{scores_path}: {metrics['reason']}")
-    else:
+    else:  # a class the test set does not have at all is a MetricsInputError, as any degenerate table
         metrics = compute_metrics(frames, evaluation, source=scores_path)
-    record = {**dict(cell), **metrics, "scores": str(scores_path)}
-    record["provenance"] = provenance.collect(evaluation.to_dict(), [scores_path, *inputs], evaluation.seed)
+    record = {**dict(cell), **metrics, "scores": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]}
+    record["provenance"] = provenance.collect(evaluation.to_dict(), [*paths, *inputs], evaluation.seed)
     write_json(output_path, record)
     return record
 
 
-def exclusions(shards: Iterable[str | os.PathLike], manipulations, missing: list[str]) -> dict:
-    """Why a test set has no video of a class to score: the exclusions its shards' summaries
-    record (videos of the test set's manipulations and the reals), counted by status."""
+def exclusions(shards: Iterable[str | os.PathLike], manipulations, missing: list[int]) -> dict:
+    """Why a test set has no video of a class (`missing` labels) to score: the exclusions its
+    shards' summaries record (videos of the test set's manipulations and the reals), counted
+    by status and by label."""
     import json
     from collections import Counter
 
     videos = [v for path in shards for v in json.loads(Path(path).read_text())["videos"]
               if not manipulations or v["label"] == 0 or v["manipulation"] in manipulations]
     statuses = Counter(v["status"] for v in videos if v["status"] != "ok")
-    which = " or ".join(missing)
+    which = " or ".join({0: "real", 1: "fake"}[label] for label in missing)
     reason = (f"no {which} video scored: {sum(statuses.values())} of {len(videos)} videos excluded"
               + (f" ({', '.join(f'{status} {n}' for status, n in sorted(statuses.items()))})" if statuses else ""))
-    return {"reason": reason, "excluded": dict(statuses), "videos": len(videos)}
+    by_label = {label: sum(v["status"] != "ok" for v in videos if v["label"] == label) for label in (0, 1)}
+    return {"reason": reason, "excluded": dict(statuses), "videos": len(videos), "by_label": by_label}

@@ -82,6 +82,32 @@ def default_sites(detector: nn.Module, where: str) -> list[str]:
     return blocks if isinstance(module, nn.Sequential) and blocks else [container]
 
 
+def shift_statistics(f: torch.Tensor, mean: float, variance: float) -> torch.Tensor:
+    """Each channel's per-image mean times `mean` and variance times `variance`:
+    f' = sqrt(variance) (f - mu) + mean mu (the test-time shift of Guan et al.'s Tables II-III)."""
+    mu = f.mean(dim=(2, 3), keepdim=True)
+    return variance ** 0.5 * (f - mu) + mean * mu
+
+
+@contextmanager
+def shifted_statistics(detector: nn.Module, perturb: dict, where: str) -> Iterator[None]:
+    """Inside, the detector's shallow features have their statistics shifted (`perturb`:
+    mean, variance, sites; sites null: the PIM sites, default_sites): a scoring setting, the
+    faces are the clean ones."""
+    names = list(perturb["sites"] or default_sites(detector, f"{where}.sites"))
+    try:
+        modules = [detector.get_submodule(name) for name in names]
+    except AttributeError as err:
+        raise InputError(f"config key '{where}.sites': {err}") from None
+    hook = lambda module, inputs, output: shift_statistics(output, float(perturb["mean"]), float(perturb["variance"]))  # noqa: E731
+    handles = [module.register_forward_hook(hook) for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class PerturbationInjection:
     """PIMs after some modules of a network, as forward hooks that exist only
     inside `probe()` (Δ = 0, with gradients) and `inject(deltas)`."""
