@@ -48,7 +48,7 @@ def tiny_png(folder: str, member: str, number: int) -> bytes:
     import cv2
 
     rng = np.random.default_rng(abs(hash((folder, member, number))) % 2**32)
-    ok, data = cv2.imencode(".png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    ok, data = cv2.imencode(".png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     assert ok
     return data.tobytes()
 
@@ -292,3 +292,232 @@ def test_schema_takes_the_kind_and_its_keys():
     for bad, match in (({"missed_face": "maybe"}, "missed_face"), ({"frame_rate": 0}, "frame_rate"), ({"frobble": 1}, "frobble")):
         with pytest.raises(InputError, match=match):
             resolve_block("datasets", {"wdf": {**block, **bad}})
+
+
+
+# -- media: a sequence read as a video ------------------------------------------------------
+
+import subprocess  # noqa: E402
+
+import cv2  # noqa: E402
+
+from dfrobust.media import ffmpeg  # noqa: E402
+
+from conftest import grace_hopper, operation  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exe():
+    return ffmpeg.find_ffmpeg()
+
+
+def png_rgb(data: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_extract_sequences_orders_by_frame_number_in_one_pass(wdf, tmp_path, monkeypatch):
+    opened = []
+    real_open = tarfile.open
+    monkeypatch.setattr(tarfile, "open", lambda path, *a, **k: opened.append(Path(path)) or real_open(path, *a, **k))
+    got = seq.extract_sequences(wdf / "fake_test/0.tar.gz", ["0/fake/6", "0/fake/7", "0/fake/99"], tmp_path / "x", 25)
+    assert opened == [wdf / "fake_test/0.tar.gz"]  # two sequences (and one absent) from one pass
+    six = got["0/fake/6"]
+    assert six.numbers == (1000, 1001, 1003) and six.size == (16, 16) and str(six) == f"{wdf / 'fake_test/0.tar.gz'}:0/fake/6"
+    assert sorted(p.name for p in six.folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    for k, number in enumerate(six.numbers):
+        assert (six.folder / f"{k:06d}.png").read_bytes() == tiny_png("fake_test", "0/fake/6", number)
+    assert isinstance(got["0/fake/99"], InputError) and "not in the archive" in str(got["0/fake/99"])
+    real = seq.extract_sequences(wdf / "real_test/0.tar.gz", ["0/real/4"], tmp_path / "y", 25)["0/real/4"]
+    assert real.numbers == (98, 99, 100, 103)  # not text order (100 < 98 as text)
+    damaged = seq.extract_sequences(wdf / "fake_test/1.tar.gz", ["1/fake/8"], tmp_path / "z", 25)["1/fake/8"]
+    assert isinstance(damaged, InputError) and "cannot be read" in str(damaged) and "\n" not in str(damaged)
+
+
+def test_extract_sequences_refuses_mixed_sizes_and_never_writes_outside(tmp_path):
+    import cv2
+
+    def png(w, h):
+        return cv2.imencode(".png", np.zeros((h, w, 3), np.uint8))[1].tobytes()
+
+    archive = write_archive(tmp_path / "a.tar.gz", {"./0/fake/1/1.png": png(32, 32), "./0/fake/1/2.png": png(32, 32),
+                                                    "./0/fake/1/3.png": png(40, 32), "./0/fake/1/../../../../x/1.png": png(32, 32)})
+    out = tmp_path / "out"
+    got = seq.extract_sequences(archive, ["0/fake/1", "x"], out, 25)
+    assert isinstance(got["0/fake/1"], InputError)
+    assert str(got["0/fake/1"]) == f"{archive}:0/fake/1: images of 2 sizes (32x32 x2, 40x32 x1); ffmpeg would rescale them to the first's"
+    assert not (tmp_path / "x").exists() and all(p.is_relative_to(out) for p in out.rglob("*"))
+    assert seq.image_size(png(40, 32)) == (40, 32)
+    assert seq.image_size(cv2.imencode(".jpg", np.zeros((30, 50, 3), np.uint8))[1].tobytes()) == (50, 30)
+
+
+def test_probe_and_decode_a_sequence_as_a_video(wdf, tmp_path, exe):
+    sequence = seq.extract_sequences(wdf / "real_test/0.tar.gz", ["0/real/4"], tmp_path, 30)["0/real/4"]
+    info = ffmpeg.probe(sequence, exe)
+    assert (info.width, info.height, info.n_frames, info.fps, info.pix_fmt) == (16, 16, 4, 30.0, "rgb24")
+    frames = ffmpeg.read_frames(sequence, [1, 3], exe, info)
+    for frame, number in zip(frames, (99, 103)):
+        assert np.array_equal(frame, png_rgb(tiny_png("real_test", "0/real/4", number)))
+
+
+def test_sequence_cache_unpacks_each_archive_once_and_cleans_up(wdf, tmp_path):
+    index, _ = wilddeepfake.build_index(cfg_of(wdf, splits=["test"]))
+    rows = index.to_dict("records") + [{"video_id": "v", "path": str(tmp_path / "v.mp4")}]
+    sequences = [common.sequence_of(r) for r in rows]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with seq.SequenceCache(rows, sequences, scratch) as cache:
+        for row, sequence in zip(rows, sequences):
+            with cache.source(row, sequence) as source:
+                if sequence is None:
+                    assert source == str(tmp_path / "v.mp4")
+                else:
+                    assert isinstance(source, seq.ImageSequence) and source.folder.is_dir()
+                    assert source.frame_rate == 25.0 and str(source).endswith(f":{sequence['member']}")
+        assert cache.unpacked == 3  # real_test/0, real_test/1, fake_test/0
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(RuntimeError, match="boom"):
+        with seq.SequenceCache(rows, sequences, scratch) as cache:
+            with cache.source(rows[0], sequences[0]):
+                raise RuntimeError("boom")
+    assert list(scratch.iterdir()) == []
+
+
+# -- the face stage on a sequence ------------------------------------------------------------
+
+FACES = dict(detector="dlib_hog", upsample=0, detect_max_side=640, track=True, track_face_px=120, fallback_upsample=1,
+             crop_scale=1.3, crop_size=64, frames={"train": 4, "val": 4, "test": 5}, min_faces=1, threads=1, shard_size=4)
+GREY = ("0/fake/3", 4)  # the image of this sequence and frame number is flat grey: no face
+
+
+def face_image(number: int, member: str = "") -> np.ndarray:
+    """A 224x224 face crop (Grace Hopper, 1.3x her face box), a little different for every frame number."""
+    if (member, number) == GREY:
+        return np.full((224, 224, 3), 128, np.uint8)
+    image = grace_hopper()[111:354, 152:395]
+    shift = number % 5
+    crop = cv2.resize(image[shift: shift + 235, shift: shift + 235], (224, 224), interpolation=cv2.INTER_AREA)
+    noise = np.random.default_rng(number).integers(-3, 4, crop.shape)
+    return np.clip(crop.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def face_png(folder: str, member: str, number: int) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(face_image(number, member), cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+FACE_NUMBERS = list(range(95, 107))  # no gaps (even_sample's positions), across 99 -> 100
+FACE_LAYOUT = {"real_test": {"0.tar.gz": ("gz", {"0/real/2": [3, 4, 7, 9, 15, 16, 30, 31, 32]})},
+               "fake_test": {"0.tar.gz": ("gz", {"0/fake/1": FACE_NUMBERS, "0/fake/3": [1, 2, 3, 4, 5, 6, 7]})}}
+
+
+@pytest.fixture(scope="module")
+def faces_wdf(tmp_path_factory):
+    root = make_wilddeepfake(tmp_path_factory.mktemp("wdf") / "deepfake_in_the_wild", face_png, FACE_LAYOUT)
+    return root
+
+
+def index_rows(root: Path, **extra) -> list[dict]:
+    index, _ = wilddeepfake.build_index(cfg_of(root, splits=["test"], **extra))
+    return pd.read_csv(io.StringIO(index.to_csv(index=False)), dtype={"name": str, "member": str}).to_dict("records")
+
+
+def lossless_video(path: Path, frames: list[np.ndarray], exe: str) -> Path:
+    h, w = frames[0].shape[:2]
+    cmd = [exe, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "25",
+           "-i", "-", "-c:v", "ffv1", "-pix_fmt", "bgr0", str(path)]
+    subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
+    return path
+
+
+def test_faces_of_a_sequence_equal_those_of_a_lossless_video(faces_wdf, tmp_path, exe):
+    from dfrobust.stages.faces import extract_shard
+
+    rows = [r for r in index_rows(faces_wdf) if r["member"] == "0/fake/1"]
+    records, summary = extract_shard(rows, "test", FACES, exe, progress=False, scratch=tmp_path)
+    video = lossless_video(tmp_path / "same.mkv", [face_image(n) for n in FACE_NUMBERS], exe)
+    assert np.array_equal(ffmpeg.read_frames(video, [3], exe)[0], face_image(98))  # lossless indeed
+    video_records, _ = extract_shard([{"video_id": "v", "manipulation": "WildDeepfake", "label": 1, "path": str(video)}],
+                                     "test", FACES, exe, progress=False)
+    a, b = records[0], video_records[0]
+    assert a.n_faces == 5 and summary[0]["status"] == "ok"
+    for name in ("crops", "boxes", "crop_boxes", "landmarks", "frame_indices", "sampled_indices"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    row = summary[0]
+    assert row["frame_numbers"] == [FACE_NUMBERS[i] for i in a.frame_indices]
+    assert (row["member"], row["fps"], row["n_frames"], row["n_whole_image"]) == ("0/fake/1", 25.0, 12, 0)
+    assert row["path"] == str(faces_wdf / "fake_test/0.tar.gz")
+
+
+def test_frames_are_sampled_by_frame_number(faces_wdf, tmp_path, exe):
+    from dfrobust.stages.faces import extract_shard
+
+    rows = [r for r in index_rows(faces_wdf) if r["member"] == "0/real/2"]
+    records, summary = extract_shard(rows, "test", {**FACES, "frames": {"train": 4, "val": 4, "test": 3}}, exe,
+                                     progress=False, scratch=tmp_path)
+    numbers = [3, 4, 7, 9, 15, 16, 30, 31, 32]
+    expected = seq.sample_by_number(numbers, 3)
+    # frame numbers 3..32 in thirds: targets 8, 18, 28 -> images 7 (a tie with 9: the lower), 16, 30
+    assert records[0].sampled_indices.tolist() == expected.tolist() == [2, 5, 6]
+    assert ffmpeg.even_sample(len(numbers), 3).tolist() == [1, 4, 7]  # by position it would be other images
+    assert summary[0]["frame_numbers"] == [numbers[i] for i in records[0].frame_indices]
+
+
+@pytest.mark.parametrize("missed", ["whole_image", "skip"])
+def test_an_image_without_a_face_is_kept_whole_or_skipped(faces_wdf, tmp_path, exe, missed):
+    from dfrobust.stages.faces import extract_shard
+
+    rows = [r for r in index_rows(faces_wdf, missed_face=missed) if r["member"] == "0/fake/3"]
+    logged = []
+    records, summary = extract_shard(rows, "test", {**FACES, "frames": {"train": 4, "val": 4, "test": 7}}, exe,
+                                     log=logged.append, progress=False, scratch=tmp_path)
+    row, record = summary[0], records[0]
+    assert row["status"] == "ok" and row["n_sampled"] == 7
+    if missed == "skip":
+        assert row["n_missed"] == 1 and row["n_whole_image"] == 0 and 3 not in record.frame_indices
+        return
+    assert row["n_missed"] == 0 and row["n_whole_image"] == 1 and row["whole_image_frames"] == [3]
+    k = record.frame_indices.tolist().index(3)
+    assert record.frame_indices.tolist() == list(range(7))
+    assert np.array_equal(record.crops[k], cv2.resize(face_image(4, "0/fake/3"), (64, 64), interpolation=cv2.INTER_AREA))
+    assert record.boxes[k].tolist() == [0, 0, 224, 224] and record.crop_boxes[k].tolist() == [0, 0, 224, 224]
+    assert np.isnan(record.landmarks[k]).all() and not np.isnan(np.delete(record.landmarks, k, 0)).any()
+    assert any("wilddeepfake/fake_test/0/3: no face found in 1 of 7 sampled images; kept whole (missed_face: whole_image)" == line
+               for line in logged)
+
+
+def test_face_shard_unpacks_an_archive_once_and_leaves_no_scratch(faces_wdf, tmp_path, exe, monkeypatch):
+    from dfrobust.stages.faces import extract_shard
+
+    rows = [r for r in index_rows(faces_wdf) if r["path"].endswith("fake_test/0.tar.gz")]
+    assert len(rows) == 2
+    opened = []
+    real_open = tarfile.open
+    monkeypatch.setattr(tarfile, "open", lambda path, *a, **k: opened.append(Path(path)) or real_open(path, *a, **k))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    extract_shard(rows, "test", FACES, exe, progress=False)
+    assert opened == [faces_wdf / "fake_test/0.tar.gz"]
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("dfrobust-sequences-")] == []
+
+
+def test_a_sequence_that_cannot_be_read_is_excluded_in_one_line(tmp_path, exe):
+    from dfrobust.stages.faces import extract_shard
+
+    def images(folder, member, number):
+        if member == "0/fake/2" and number == 2:
+            return face_png(folder, member, number)[:200]  # a truncated PNG: ffmpeg cannot decode it
+        if member == "0/fake/3" and number == 2:
+            return cv2.imencode(".png", np.zeros((100, 120, 3), np.uint8))[1].tobytes()  # another size
+        return face_png(folder, member, number)
+
+    layout = {"real_test": {"0.tar.gz": ("gz", {"0/real/1": [1, 2, 3]})},
+              "fake_test": {"0.tar.gz": ("gz", {"0/fake/2": [1, 2, 3], "0/fake/3": [1, 2, 3]})}}
+    root = make_wilddeepfake(tmp_path / "w", images, layout)
+    logged = []
+    _, summary = extract_shard(index_rows(root), "test", FACES, exe, log=logged.append, progress=False, scratch=tmp_path)
+    status = {row["video_id"]: row for row in summary}
+    assert status["wilddeepfake/real_test/0/1"]["status"] == "ok"
+    for video_id, words in (("wilddeepfake/fake_test/0/2", "0/fake/2"), ("wilddeepfake/fake_test/0/3", "2 sizes")):
+        assert status[video_id]["status"] == "error" and words in status[video_id]["message"]
+        assert "\n" not in status[video_id]["message"]
+    assert sum(line.startswith("EXCLUDED") for line in logged) == 2

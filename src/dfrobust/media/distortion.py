@@ -71,7 +71,7 @@ class _PipeReader(threading.Thread):
 
 
 def distort_video(
-    path: str | os.PathLike,
+    path: ffmpeg.Source,
     operations: list[Operation],
     indices: dict[str, list[int]],
     width: int,
@@ -81,7 +81,8 @@ def distort_video(
     sinks: dict[str, Sink] | None = None,
     keep: dict[str, str | os.PathLike] | None = None,
 ) -> dict[str, list[np.ndarray]]:
-    """Apply every operation to the whole stream of one video in a single decode.
+    """Apply every operation to the whole stream of one video (or image sequence,
+    read as a stream at its frame rate: dfrobust.media.ffmpeg.input_of) in a single decode.
 
     indices: operation name -> frame numbers to keep (frame numbers of the source).
     sinks:   operation name -> callable(frame index, frame) given each kept frame as
@@ -100,7 +101,7 @@ def distort_video(
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dfrobust-distort-")))
         encoded = {op.name: stack.enter_context(atomic_path(keep[op.name])) if op.name in keep
                    else workdir / f"{k}.mp4" for k, op in enumerate(codec)}
-        source = ffmpeg_graph.input(str(path), threads=threads).video
+        source = ffmpeg.input_of(path, threads=threads).video
         branches = source.split() if len(operations) > 1 else None
         outputs, readers, write_ends = [], [], []
         for k, op in enumerate(operations):

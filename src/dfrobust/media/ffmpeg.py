@@ -6,6 +6,12 @@ recorded with every result. Command lines and filter graphs are built with
 ffmpeg-python (`import ffmpeg`), never pasted together as strings; a filter
 chain written in the config ("scale=iw/2:ih/2,hflip") is parsed into filters
 and options first (`parse_chain`).
+
+Wherever a video file goes, an image sequence may go instead
+(dfrobust.media.sequence.ImageSequence: a folder of images in frame-number
+order, read by the image2 demuxer at its frame rate): `input_of` builds the
+input of either, so every decode and every operation runs the same ffmpeg
+chain on a sequence as on a video stream.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import numpy as np
 
 from dfrobust.core.errors import InputError
 from dfrobust.core.tools import ffmpeg_version, find_ffmpeg  # noqa: F401  (re-exported)
+from dfrobust.media.sequence import ImageSequence
+
+Source = str | os.PathLike | ImageSequence  # a video file, or an image sequence read as one
 
 QUIET = ("-hide_banner", "-nostdin", "-loglevel", "error")
 # options that make an encode's bytes depend only on its input (no metadata, no version strings)
@@ -116,6 +125,13 @@ def select_frames(stream, indices: Sequence[int]):
     return stream.filter("select", "+".join(f"eq(n,{int(i)})" for i in indices))
 
 
+def input_of(source: Source, **options):
+    """The ffmpeg-python input node of a video file or of an image sequence (image2, positions 0..n-1)."""
+    if isinstance(source, ImageSequence):
+        return ffmpeg_graph.input(source.pattern(), **source.input_options(), **options)
+    return ffmpeg_graph.input(str(source), **options)
+
+
 def command(graph, exe: str) -> list[str]:
     """The argument list of an ffmpeg-python graph, quiet and non-interactive."""
     return graph.global_args(*QUIET).compile(cmd=exe)
@@ -141,20 +157,26 @@ def failure(path: str | os.PathLike, stderr: str, what: str) -> InputError:
     return InputError(f"{path}: {what} ({reason})")
 
 
-def probe(path: str | os.PathLike, exe: str | None = None) -> VideoInfo:
+def probe(path: Source, exe: str | None = None) -> VideoInfo:
     """Size (as displayed: a quarter-turn rotation swaps the coded width and
     height, as the decoder does), frame rate and frame count of the first video stream.
 
     Frames are counted by stream-copying the packets to the null muxer, which
-    is exact for the mp4/H.264 files of FF++ and needs no decoding.
+    is exact for the mp4/H.264 files of FF++ and needs no decoding. An image
+    sequence is probed the same way (one packet per image: its frame rate is the
+    sequence's, its frame count its number of images).
     """
     exe = exe or find_ffmpeg()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: video file does not exist")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: video file is empty (0 bytes)")
-    graph = ffmpeg_graph.input(str(path)).output("-", map="0:v:0", c="copy", f="null")
+    sequence = path if isinstance(path, ImageSequence) else None
+    if sequence is None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: video file does not exist")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: video file is empty (0 bytes)")
+    elif not len(sequence) or not (sequence.folder / f"{0:06d}{sequence.ext}").is_file():
+        raise InputError(f"{sequence}: image sequence has no images")
+    graph = input_of(path).output("-", map="0:v:0", c="copy", f="null")
     cmd = graph.global_args("-hide_banner", "-nostdin").compile(cmd=exe)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     stream = _STREAM_RE.search(proc.stderr)
@@ -167,6 +189,8 @@ def probe(path: str | os.PathLike, exe: str | None = None) -> VideoInfo:
     n_frames = int(frames[-1]) if frames else 0
     if n_frames == 0:
         raise InputError(f"{path}: video stream has no frames")
+    if sequence is not None and n_frames != len(sequence):
+        raise InputError(f"{path}: ffmpeg reads {n_frames} of its {len(sequence)} images")
     fps_match = _FPS_RE.search(proc.stderr[stream.start():])
     width, height = int(stream["w"]), int(stream["h"])
     pix_fmt = _PIX_FMT_RE.search(stream.group(0))
@@ -209,7 +233,7 @@ def even_sample(n_frames: int, n_samples: int) -> np.ndarray:
 
 
 def read_frames(
-    path: str | os.PathLike,
+    path: Source,
     indices: Sequence[int] | None = None,
     exe: str | None = None,
     info: VideoInfo | None = None,
@@ -232,7 +256,7 @@ def read_frames(
 
 
 def iter_frames(
-    path: str | os.PathLike,
+    path: Source,
     indices: Sequence[int] | None = None,
     exe: str | None = None,
     info: VideoInfo | None = None,
@@ -253,7 +277,7 @@ def iter_frames(
         indices = [int(i) for i in indices]  # any sequence or iterator, read once
         if not indices:
             return
-    stream = ffmpeg_graph.input(str(path), threads=threads).video
+    stream = input_of(path, threads=threads).video
     if indices is not None:
         stream = select_frames(stream, indices)
     if store is not None:
@@ -269,7 +293,7 @@ def iter_frames(
     yield from read_rgb(cmd, width, height, expected, path)
 
 
-def read_rgb(cmd: list[str], width: int, height: int, expected: int, path: str | os.PathLike) -> Iterator[np.ndarray]:
+def read_rgb(cmd: list[str], width: int, height: int, expected: int, path: Source) -> Iterator[np.ndarray]:
     """Run an ffmpeg command whose output is RAW_RGB on stdout and yield its
     (h, w, 3) frames; an InputError naming `path` when it fails or gives
     other than `expected` frames."""

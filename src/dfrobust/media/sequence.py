@@ -190,3 +190,187 @@ def sample_by_number(numbers: Sequence[int], n: int) -> np.ndarray:
         previous = min(max(int(position), previous + 1), m - n + k)
         out[k] = previous
     return out
+
+
+# -- image sizes from headers (no decoding) ------------------------------------------
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's SOFn header; None when neither is found."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if data[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                pos += 1
+                continue
+            marker = data[pos + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                pos += 1 if marker == 0xFF else 2
+                continue
+            length = struct.unpack(">H", data[pos + 2: pos + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 <= len(data):
+                height, width = struct.unpack(">HH", data[pos + 5: pos + 9])
+                return int(width), int(height)
+            pos += 2 + length
+    return None
+
+
+# -- a sequence as a stream ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSequence:
+    """The images of one face sequence, unpacked into `folder` as 000000<ext>,
+    000001<ext>, ... in frame-number order: what ffmpeg reads as a video (image2
+    demuxer, one image per frame at `frame_rate`). `numbers[k]` is the source
+    frame number of position k; `label` ("<archive>:<member>") names it in messages."""
+
+    folder: Path
+    ext: str
+    numbers: tuple[int, ...]
+    frame_rate: float
+    label: str
+    size: tuple[int, int] = (0, 0)  # (width, height) of every image, from their headers
+
+    def pattern(self) -> str:
+        return str(self.folder / f"%06d{self.ext}")
+
+    def input_options(self) -> dict:
+        """ffmpeg input options: positions 0..n-1 as a constant-rate stream. The sequence
+        pattern (not glob, which sorts names as text) and the renamed images make the
+        order the frame numbers'; ffmpeg's own start_number search is not needed."""
+        return {"f": "image2", "pattern_type": "sequence", "start_number": 0, "framerate": f"{self.frame_rate:g}"}
+
+    def sample(self, n: int) -> np.ndarray:
+        """Positions of n images spread evenly by frame number (sample_by_number)."""
+        return sample_by_number(self.numbers, n)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def extract_sequences(archive: str | Path, members: Collection[str], into: str | Path,
+                      frame_rate: float) -> dict[str, ImageSequence | InputError]:
+    """The wanted sequence folders of one archive, in one pass over it.
+
+    Each member's images are written, from their bytes (tarfile.extractfile, never
+    extractall: member names are never paths), to into/<k>/, then renamed
+    000000<ext>, ... in frame-number order. Returns member -> its ImageSequence,
+    or the InputError (one line naming archive and member) that excludes it: a
+    folder the archive does not hold (any more), names that are not frame numbers,
+    images of several sizes (ffmpeg's image2 would rescale them without a word),
+    or an archive that cannot be read (every member gets it)."""
+    archive, into = Path(archive), Path(into)
+    wanted = {member_folder(m): m for m in members}
+    folders = {m: into / f"{k}" for k, m in enumerate(wanted)}
+    files: dict[str, list[tuple[str, Path]]] = {m: [] for m in wanted}
+    sizes: dict[str, dict[tuple[int, int] | None, int]] = {m: {} for m in wanted}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for info in tar:
+                name = member_folder(info.name)
+                parent, _, base = name.rpartition("/")
+                if parent not in wanted or not info.isfile() or base.startswith(".") or image_ext(base) is None:
+                    continue
+                data = tar.extractfile(info).read()
+                folder = folders[parent]
+                folder.mkdir(parents=True, exist_ok=True)
+                target = folder / f"in{len(files[parent])}{image_ext(base)}"
+                target.write_bytes(data)
+                files[parent].append((base, target))
+                size = image_size(data[:65536])
+                sizes[parent][size] = sizes[parent].get(size, 0) + 1
+    except READ_ERRORS as error:
+        failed = InputError(f"{archive}: cannot be read ({first_line(error)})")
+        return {wanted[m]: failed for m in wanted}
+    out: dict[str, ImageSequence | InputError] = {}
+    for member, original in wanted.items():
+        where = f"{archive}:{member}"
+        names = [n for n, _ in files[member]]
+        reason = "no images (not in the archive)" if not names else _reject_reason(names)
+        if reason is None and None in sizes[member]:
+            reason = f"{sizes[member][None]} image(s) whose size cannot be read (not PNG or JPEG data)"
+        if reason is None and len(sizes[member]) > 1:
+            counted = ", ".join(f"{w}x{h} x{n}" for (w, h), n in sorted(sizes[member].items(), key=lambda kv: -kv[1]))
+            reason = f"images of {len(sizes[member])} sizes ({counted}); ffmpeg would rescale them to the first's"
+        if reason is not None:
+            out[original] = InputError(f"{where}: {reason}")
+            continue
+        ordered = sorted(files[member], key=lambda item: frame_number(item[0]))
+        ext = image_ext(ordered[0][0])
+        for position, (_, path) in enumerate(ordered):
+            path.rename(path.with_name(f"{position:06d}{ext}"))
+        out[original] = ImageSequence(folders[member], ext, tuple(frame_number(n) for n, _ in ordered), float(frame_rate),
+                                      where, next(iter(sizes[member])))
+    return out
+
+
+class SequenceCache:
+    """The image sequences of one shard job's rows (index rows; those with a
+    `member` are sequences, dfrobust.datasets.common.sequence_of gives their
+    settings). An archive is unpacked on first use, all of its sequences the
+    job's later rows need in one pass, into a temporary folder under `scratch`
+    (default: tempfile's, i.e. $TMPDIR: node-local scratch on clusters that set it),
+    and freed after the last row that needs it; everything is removed on exit,
+    also after an error."""
+
+    def __init__(self, rows: list[dict], sequences: list[dict | None], scratch: str | Path | None = None):
+        """rows: the job's rows in the order they are processed; sequences: each row's
+        {member, frame_rate, ...} or None for a video file's row."""
+        self.rows = [(str(row["path"]), seq) for row, seq in zip(rows, sequences)]
+        self.position = {id(row): k for k, row in enumerate(rows)}
+        self.scratch = scratch
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._open: dict[str, tuple[Path, dict[str, ImageSequence | InputError]]] = {}
+        self.unpacked = 0  # archives unpacked (one pass each)
+
+    def __enter__(self) -> "SequenceCache":
+        self._tmp = tempfile.TemporaryDirectory(prefix="dfrobust-sequences-", dir=self.scratch)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._open.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _unpack(self, archive: str, start: int) -> None:
+        wanted = {}
+        for path, seq in self.rows[start:]:
+            if seq is not None and path == archive:
+                wanted.setdefault(seq["member"], seq["frame_rate"])
+        rates = set(wanted.values())
+        folder = Path(tempfile.mkdtemp(prefix="a", dir=self._tmp.name))
+        found = {}
+        for rate in rates:  # one frame rate in practice (a dataset's setting): one pass
+            found.update(extract_sequences(archive, [m for m, r in wanted.items() if r == rate], folder, rate))
+        self.unpacked += 1
+        self._open[archive] = (folder, found)
+
+    @contextlib.contextmanager
+    def source(self, row: dict, sequence: dict | None) -> Iterator[str | ImageSequence]:
+        """The row's video path, or its ImageSequence (its archive unpacked on first use).
+        Raises the InputError that excludes a sequence that cannot be read."""
+        if sequence is None:
+            yield str(row["path"])
+            return
+        if self._tmp is None:
+            raise RuntimeError("SequenceCache used outside its `with` block")
+        archive, start = str(row["path"]), self.position.get(id(row), 0)
+        try:
+            if archive not in self._open or sequence["member"] not in self._open[archive][1]:
+                self._unpack(archive, start)
+            got = self._open[archive][1][sequence["member"]]
+            if isinstance(got, InputError):
+                raise got
+            yield got
+        finally:
+            later = any(path == archive and seq is not None for path, seq in self.rows[start + 1:])
+            if not later and archive in self._open:
+                shutil.rmtree(self._open.pop(archive)[0], ignore_errors=True)

@@ -9,6 +9,15 @@ configured (faces.retinaface.weights) each face also gets its RetinaFace box
 from the same decoded frame, and the stored crop holds both boxes' margins,
 so detectors cropping around either (SBI: RetinaFace; Xception, Capsule:
 dlib) read the same shards.
+
+A row of an image-sequence dataset (WildDeepfake: its index row has a
+`member`, dfrobust.datasets.common.sequence_of) is read as a video: its
+archive is unpacked once per job into scratch space (media.sequence.SequenceCache),
+its frames are sampled evenly by frame number, and decoded by the same ffmpeg
+chain. Its images are face crops already: with the dataset's `missed_face:
+whole_image`, an image where no face is found keeps the whole image as its
+face (box [0, 0, W, H], landmarks NaN), counted in the summary's
+`n_whole_image` with its frame positions (`whole_image_frames`).
 """
 
 from __future__ import annotations
@@ -16,27 +25,31 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dfrobust.core.config import block
 from dfrobust.core.errors import ConfigError, InputError
 from dfrobust.core.runlog import log
 from dfrobust.core.settings import Settings
+from dfrobust.datasets.common import sequence_of
 from dfrobust.datasets.ffpp import n_shards
 from dfrobust.media import ffmpeg, windows
 from dfrobust.media.detect import make_box_finder
-from dfrobust.media.faces import FaceFinder, faces_from_frames
+from dfrobust.media.faces import FaceFinder, face_of, faces_from_frames
+from dfrobust.media.sequence import ImageSequence, SequenceCache
 from dfrobust.media.framestore import FrameWriter, write_empty
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
 SUMMARY_COLUMNS = ("dataset", "quality", "split", "shard", "video_id", "manipulation", "label", "status", "n_sampled", "n_found",
-                   "n_missed", "message", "path")
+                   "n_missed", "message", "path", "member", "n_whole_image")
+NO_LANDMARKS = np.full((68, 2), np.nan, np.float32)  # a whole-image face: no landmarks were found
 
 
 def shard_rows(index_csv: str | Path, quality: str, split: str, shard: int, planned_shards: int, shard_size: int) -> list[dict]:
     """The index rows of one shard, in the same interleaved order the plan used."""
-    index = pd.read_csv(index_csv, dtype={"name": str})
+    index = pd.read_csv(index_csv, dtype={"name": str, "member": str})
     rows = index[(index["quality"] == quality) & (index["split"] == split)].to_dict("records")
     count = n_shards(len(rows), shard_size)
     if count != planned_shards:
@@ -58,7 +71,8 @@ def stored_crop(faces: Settings) -> tuple[float, int]:
 
 
 def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settings, exe: str, boxer=None,
-                  window: tuple[int, int] | None = None, frames: FrameWriter | None = None) -> tuple[FaceRecord, dict]:
+                  window: tuple[int, int] | None = None, frames: FrameWriter | None = None,
+                  source: ImageSequence | None = None) -> tuple[FaceRecord, dict]:
     """Faces of one video and its summary fields. Raises InputError for an unreadable video.
 
     boxer: the second face detector whose boxes are stored too (SBI's RetinaFace), or None.
@@ -66,39 +80,76 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settin
     (field n_windows: 0 for a video shorter than one window); None: single frames.
     frames: where the same decode also stores the sampled frames losslessly (the test
     copies' per-frame operations start from them: dfrobust.media.framestore), or None.
+    source: the row's image sequence, unpacked (SequenceCache), read in place of a video
+    file: frames sampled evenly by frame number, positions stored as frame indices.
     """
     start = time.perf_counter()
-    path = video["path"]
-    if not Path(path).is_file():
+    path = video["path"] if source is None else source
+    if source is None and not Path(path).is_file():
         raise InputError(f"{path}: video file does not exist")
     info = ffmpeg.probe(path, exe)
     if window:
         indices = windows.sample_windows(info.n_frames, windows.window_count(n_samples, window[0]), *window)
+    elif source is not None:
+        indices = source.sample(n_samples)
     else:
         indices = ffmpeg.even_sample(info.n_frames, n_samples)
     target = frames.target(video["video_id"], info.pix_fmt) if frames is not None else None
     decoded = ffmpeg.iter_frames(path, indices, exe=exe, info=info, threads=faces.threads, store=target)
     scale, size = stored_crop(faces)
-    found = faces_from_frames(decoded, indices, finder, scale, size, boxer)
+    sequence = sequence_of(video) if source is not None else None
+    whole = sequence is not None and sequence["missed_face"] == "whole_image"
+    kept: dict[int, np.ndarray] = {}
+    found = faces_from_frames(remembered(decoded, indices, kept) if whole else decoded, indices, finder, scale, size, boxer)
     for _ in decoded:  # run ffmpeg to its end (the stored frames' file is complete, its exit status checked)
         pass
+    whole_frames = []
+    if whole:
+        found, whole_frames = with_whole_images(found, kept, scale, size)
     if target is not None:
         frames.add(video["video_id"], target[0], info.pix_fmt, target[1], indices)
     record = record_from_faces(video["video_id"], video["manipulation"], int(video["label"]), found, indices, size)
-    fields = {"path": str(path), "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,
+    fields = {"path": str(video["path"]), "width": info.width, "height": info.height, "fps": info.fps, "n_frames": info.n_frames,
               "seconds": round(time.perf_counter() - start, 3)}
+    if sequence is not None:
+        fields.update(member=sequence["member"], frame_rate=sequence["frame_rate"], missed_face=sequence["missed_face"],
+                      n_whole_image=len(whole_frames),
+                      whole_image_frames=whole_frames,
+                      frame_numbers=[int(source.numbers[i]) for i in record.frame_indices])
     if window:
         fields["n_windows"] = len(indices) // window[0]
     return record, fields
 
 
+def remembered(decoded, indices, kept: dict[int, np.ndarray]):
+    """The decoded frames, passed on, each also kept by its frame index (a sequence's few small images)."""
+    for index, frame in zip(indices, decoded):
+        kept[int(index)] = frame
+        yield frame
+
+
+def with_whole_images(found: list, kept: dict[int, np.ndarray], scale: float, size: int) -> tuple[list, list[int]]:
+    """The faces found, plus the whole image as the face of each kept frame without one (missed_face:
+    whole_image): box [0, 0, W, H], landmarks NaN, no RetinaFace box; the crop is cut as any face's
+    (the square of the box, clamped to the image). Returns (faces in frame order, the whole images' indices)."""
+    have = {int(face[0]) for face in found}
+    extra = []
+    for index, frame in kept.items():
+        if index in have:
+            continue
+        h, w = frame.shape[:2]
+        extra.append(face_of(frame, index, np.array([0, 0, w, h], np.float32), NO_LANDMARKS, scale, size))
+    return sorted(found + extra, key=lambda face: int(face[0])), sorted(int(face[0]) for face in extra)
+
+
 def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str, log=print, progress: bool = True,
-                  frames: FrameWriter | None = None):
+                  frames: FrameWriter | None = None, scratch: str | Path | None = None):
     """Faces of every video of a shard: (records kept, summary rows of all videos).
 
     `videos` rows have video_id, manipulation, label, path, exists (an index's
-    rows); `cfg` is the faces block; `frames` collects their sampled frames
-    (see extract_video).
+    rows; an image sequence's also its sequence columns); `cfg` is the faces
+    block; `frames` collects their sampled frames (see extract_video);
+    `scratch` is where sequences are unpacked (default: $TMPDIR).
     """
     faces = block("faces", cfg)
     stored_crop(faces)
@@ -107,8 +158,20 @@ def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str
     n_samples = faces.frames[split]
     window = windows.settings(faces, split)
     videos = [{**v, "label": int(v["label"]), "status": "ok"} for v in videos]
-    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, faces, exe, boxer, window, frames)},
-                          faces.min_faces, log, desc=f"faces {split}", progress=progress)
+    sequences = [sequence_of(v) for v in videos]
+    seq_of = {id(v): s for v, s in zip(videos, sequences)}
+
+    def work(video: dict) -> dict:
+        with cache.source(video, seq_of[id(video)]) as source:
+            return {split: extract_video(video, n_samples, finder, faces, exe, boxer, window, frames,
+                                         source=source if isinstance(source, ImageSequence) else None)}
+
+    with SequenceCache(videos, sequences, scratch) as cache:
+        done = process_videos(videos, [split], work, faces.min_faces, log, desc=f"faces {split}", progress=progress)
+    for row in done[split][1]:
+        if row.get("n_whole_image"):
+            log(f"{row['video_id']}: no face found in {row['n_whole_image']} of {row['n_sampled']} sampled images; "
+                f"kept whole (missed_face: whole_image)")
     if window:
         for row in done[split][1]:
             if row.get("n_windows") == 0:

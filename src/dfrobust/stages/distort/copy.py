@@ -9,6 +9,14 @@ number) run on the sampled clean frames the face stage stored
 decoding the video again. The faces are cropped from the frames the test
 protocol sampled, with the clean video's boxes carried through the operation's
 geometry (reuse) or found again (redetect).
+
+An image sequence (a WildDeepfake row: dfrobust.datasets.common.sequence_of)
+is a stream like a video's: a whole-stream operation reads it through the
+image2 demuxer at the sequence's frame rate (its archive unpacked once per
+job, media.sequence.SequenceCache), so compression is an x264 encode of the
+sequence at that rate; per-frame operations start from its stored sampled
+images as for a video. Under redetect, an image without a face found keeps
+the whole image as its face when the dataset says missed_face: whole_image.
 """
 
 from __future__ import annotations
@@ -24,17 +32,20 @@ import pandas as pd
 from dfrobust.core.config import block
 from dfrobust.core.runlog import log as default_log
 from dfrobust.core.settings import Settings
+from dfrobust.datasets.common import sequence_of
 from dfrobust.media import ffmpeg
 from dfrobust.media.distortion import distort_stored, distort_video
 from dfrobust.media.framestore import FrameStore
 from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, face_of
+from dfrobust.stages.faces import NO_LANDMARKS
 from dfrobust.media.operations import Operation, Transform, geometry
+from dfrobust.media.sequence import SequenceCache
 from dfrobust.media.store import FaceRecord, FaceShard, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
 SUMMARY_COLUMNS = ("dataset", "quality", "operation", "category", "sweep", "level", "shard", "video_id", "manipulation", "label",
-                   "status", "n_sampled", "n_found", "n_missed", "message")
+                   "status", "n_sampled", "n_found", "n_missed", "message", "n_whole_image")
 
 
 class CopyFaces:
@@ -42,13 +53,19 @@ class CopyFaces:
 
     reuse:    the clean boxes (RetinaFace's too) and landmarks carried through the
               operation's geometry (the detector is judged on the same face regions);
-    redetect: the face finder (and `boxer`, RetinaFace's boxes) runs again on the processed frames.
+    redetect: the face finder (and `boxer`, RetinaFace's boxes) runs again on the processed frames;
+              with `whole_image` (an image sequence of face crops, missed_face: whole_image),
+              a frame without a face found keeps the whole frame as its face, as the face stage does.
+    `whole` counts the whole-image faces (carried ones: the clean faces' `whole_frames`).
     """
 
     def __init__(self, clean: FaceRecord, op: Operation, faces: Settings, transform: Transform | None = None,
-                 finder: FaceFinder | None = None, lock: threading.Lock | None = None, boxer=None):
+                 finder: FaceFinder | None = None, lock: threading.Lock | None = None, boxer=None,
+                 whole_image: bool = False, whole_frames: tuple[int, ...] = ()):
         self.clean, self.op, self.faces = clean, op, faces
         self.finder, self.lock, self.boxer = finder, lock or threading.Lock(), boxer
+        self.whole_image = whole_image
+        self.whole = sum(int(i) in set(whole_frames) for i in clean.frame_indices) if op.faces == "reuse" else 0
         self.found: list[tuple] = []
         self.previous = None
         self.size = None
@@ -72,6 +89,11 @@ class CopyFaces:
             with self.lock:  # one dlib detector shared by the reader threads
                 box = self.finder.find(frame, self.previous)
                 if box is None:
+                    if self.whole_image:
+                        h, w = frame.shape[:2]
+                        self.whole += 1
+                        self.found.append(face_of(frame, index, np.array([0, 0, w, h], np.float32), NO_LANDMARKS,
+                                                  self.faces.crop_scale, self.faces.crop_size))
                     return
                 landmarks = self.finder.landmarks(frame, box)
                 retina = self.boxer(frame, box, landmarks) if self.boxer is not None else None
@@ -88,9 +110,14 @@ class CopyFaces:
 
 def base_videos(index_csv: str | Path, quality: str, split: str) -> dict[str, str]:
     """video_id -> path of the videos of a split at a quality (those a clean shard holds)."""
-    index = pd.read_csv(index_csv, dtype={"name": str})
+    return {video_id: row["path"] for video_id, row in base_rows(index_csv, quality, split).items()}
+
+
+def base_rows(index_csv: str | Path, quality: str, split: str) -> dict[str, dict]:
+    """video_id -> index row of the videos of a split at a quality (an image sequence's with its sequence columns)."""
+    index = pd.read_csv(index_csv, dtype={"name": str, "member": str})
     rows = index[(index["quality"] == quality) & (index["split"] == split)]
-    return dict(zip(rows["video_id"], rows["path"]))
+    return {row["video_id"]: row for row in rows.to_dict("records")}
 
 
 def distort_shard(
@@ -105,6 +132,7 @@ def distort_shard(
     log: Callable = default_log,
     progress: bool = True,
     frames: str | Path | None = None,
+    scratch: str | Path | None = None,
 ) -> None:
     """Write the distorted copy of one clean test shard for each operation.
 
@@ -113,7 +141,8 @@ def distort_shard(
     videos (operations with keep_videos; a declared output of the job). The
     operations that take the whole stream share one decode per video. A video excluded from the clean
     faces stays excluded (same status); a video that fails under the
-    operations is reported and the others go on.
+    operations is reported and the others go on. `scratch`: where image
+    sequences are unpacked for whole-stream operations (default: $TMPDIR).
     """
     ops = [Operation.from_params(p) for p in operations]
     faces = block("faces", cfg)
@@ -125,7 +154,7 @@ def distort_shard(
             raise ValueError(f"operation {op.name!r} keeps its videos but was given no folder for them")
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
     clean = FaceShard(clean_npz)
-    paths = base_videos(index_csv, clean.summary["quality"], clean.summary["split"])
+    index_rows = base_rows(index_csv, clean.summary["quality"], clean.summary["split"])
     finder = FaceFinder.from_config(faces) if any(op.faces == "redetect" for op in ops) else None
     boxer = make_box_finder(faces, finder.detector) if finder is not None else None
     lock = threading.Lock()
@@ -138,22 +167,27 @@ def distort_shard(
     def work(video: dict) -> dict[str, tuple[FaceRecord, dict]]:
         start = time.perf_counter()
         record = clean.read(video["video_id"])
+        sequence = sequences[id(video)]
         if video.get("width") and video.get("height"):
             width, height = int(video["width"]), int(video["height"])
         else:
-            info = ffmpeg.probe(video["path"], exe)
+            with cache.source(video, sequence) as source:
+                info = ffmpeg.probe(source, exe)
             width, height = info.width, info.height
+        whole_image = sequence is not None and sequence["missed_face"] == "whole_image"
+        whole_frames = tuple(video.get("whole_image_frames") or ())
         collectors = {}
         for op in ops:
             transform = geometry(op, width, height, exe) if op.faces == "reuse" else None
-            collectors[op.name] = CopyFaces(record, op, faces, transform, finder, lock, boxer)
+            collectors[op.name] = CopyFaces(record, op, faces, transform, finder, lock, boxer, whole_image, whole_frames)
         keep = {name: folder / f"{video['video_id']}.mp4" for name, folder in keep_dirs.items()}
         stored = from_store if video["video_id"] in (store or ()) else []
         streamed = [op for op in ops if op not in stored]
         threads = faces.threads
         if streamed:
-            distort_video(video["path"], streamed, {op.name: collectors[op.name].indices() for op in streamed}, width,
-                          height, exe, threads=threads, sinks=collectors, keep=keep)
+            with cache.source(video, sequence) as source:
+                distort_video(source, streamed, {op.name: collectors[op.name].indices() for op in streamed}, width,
+                              height, exe, threads=threads, sinks=collectors, keep=keep)
         if stored:
             with store.extracted(video["video_id"]) as path:
                 for op in stored:
@@ -166,18 +200,23 @@ def distort_shard(
             fields = {"width": width_out, "height": height_out, "seconds": seconds,
                       "video": str(keep[op.name]) if op.name in keep else None,
                       "frames_from": "stored frames" if op in stored else "video"}
+            if sequence is not None:
+                fields.update(member=sequence["member"], n_whole_image=collectors[op.name].whole)
             results[op.name] = (collectors[op.name].record(), fields)
         return results
 
     videos = []
     for meta in clean.summary["videos"]:
-        video = {**meta, "path": paths.get(meta["video_id"], meta.get("path"))}
+        row = index_rows.get(meta["video_id"]) or {"path": meta.get("path")}
+        video = {**meta, **{k: row[k] for k in ("path", "member", "frame_rate", "missed_face") if k in row}}
         if meta.get("status") == "ok" and meta["video_id"] not in clean.video_ids:
             video["status"] = "error"
         videos.append(video)
+    sequences = {id(video): sequence_of(video) for video in videos}
     by_name = {op.name: op for op in ops}
-    done = process_videos(videos, list(by_name), work, faces.min_faces, log, desc="distort",
-                          context=lambda name: f" after {name} (faces: {by_name[name].faces})", progress=progress)
+    with SequenceCache(videos, [sequences[id(v)] for v in videos], scratch) as cache:
+        done = process_videos(videos, list(by_name), work, faces.min_faces, log, desc="distort",
+                              context=lambda name: f" after {name} (faces: {by_name[name].faces})", progress=progress)
     for op, out, folder in zip(ops, out_npzs, videos_dirs):
         records, rows = done[op.name]
         rows = [{"operation": op.name, "category": op.category, "sweep": op.sweep, "level": op.level, **row} for row in rows]
