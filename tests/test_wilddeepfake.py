@@ -6,6 +6,7 @@ empty sequence); the face stage and the test copies on image sequences."""
 from __future__ import annotations
 
 import gzip
+import re
 import io
 import random
 import tarfile
@@ -521,3 +522,182 @@ def test_a_sequence_that_cannot_be_read_is_excluded_in_one_line(tmp_path, exe):
         assert status[video_id]["status"] == "error" and words in status[video_id]["message"]
         assert "\n" not in status[video_id]["message"]
     assert sum(line.startswith("EXCLUDED") for line in logged) == 2
+
+
+# -- the test copies of a sequence -----------------------------------------------------------
+
+
+def clean_shard(root: Path, member: str, folder: Path, exe: str, **index_extra) -> tuple[Path, Path, Path]:
+    """The face stage on one sequence, as the workflow leaves it: (clean shard, its stored frames, index.csv)."""
+    from dfrobust.media.framestore import FrameWriter
+    from dfrobust.media.store import write_shard
+    from dfrobust.stages.faces import extract_shard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    index, _ = wilddeepfake.build_index(cfg_of(root, splits=["test"], **index_extra))
+    index = index[index["member"] == member]
+    index.to_csv(folder / "index.csv", index=False)
+    rows = pd.read_csv(folder / "index.csv", dtype={"name": str, "member": str}).to_dict("records")
+    writer = FrameWriter(exe)
+    records, summary = extract_shard(rows, "test", FACES, exe, progress=False, frames=writer, scratch=folder)
+    writer.write(folder / "shard_000.frames.zip")
+    write_shard(folder / "shard_000.npz", records, summary, {"dataset": "wdf", "quality": "native", "split": "test", "shard": 0})
+    return folder / "shard_000.npz", folder / "shard_000.frames.zip", folder / "index.csv"
+
+
+def by_hand(image: Path, chain: str, exe: str) -> np.ndarray:
+    """One (square) image through a filter chain, alone (ffmpeg, raw RGB out)."""
+    out = subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-i", str(image), "-vf", chain, "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    side = int(round((len(out) // 3) ** 0.5))
+    return np.frombuffer(out, np.uint8).reshape(side, side, 3)
+
+
+def carried_crops(clean, op, frames: dict[int, np.ndarray], exe: str) -> np.ndarray:
+    """The clean faces' boxes carried through the operation's geometry, cut from given frames (as CopyFaces does)."""
+    from dfrobust.media.faces import face_of
+    from dfrobust.media.operations import geometry
+
+    transform = geometry(op, 224, 224, exe)
+    landmarks = clean.landmarks_in_frame()
+    return np.stack([face_of(frames[int(i)], int(i), transform.box(clean.boxes[k]), transform.points(landmarks[k]), 1.3, 64,
+                             transform.box(clean.retina_boxes[k]))[4] for k, i in enumerate(clean.frame_indices)])
+
+
+@pytest.mark.parametrize("chain", ["eq=brightness=0.1:contrast=1.2", "hflip,scale=iw/2:ih/2"])
+def test_copy_of_a_sequence_under_a_per_frame_operation_equals_it_on_each_image(faces_wdf, tmp_path, exe, chain):
+    from dfrobust.media.store import FaceShard
+    from dfrobust.stages.distort import distort_shard
+
+    npz, frames_zip, index_csv = clean_shard(faces_wdf, "0/fake/1", tmp_path / "clean", exe)
+    clean = FaceShard(npz).read("wilddeepfake/fake_test/0/1")
+    op = operation("op", "filter", filter=chain)
+    assert op.scope == "frame"
+    images = {}
+    for k, number in enumerate(FACE_NUMBERS):
+        path = tmp_path / "images" / f"{number}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(face_png("fake_test", "0/fake/1", number))
+        images[k] = by_hand(path, chain, exe)
+    expected = carried_crops(clean, op, images, exe)
+    for way, frames in (("stored frames", frames_zip), ("video", None)):  # from the stored images, and from the stream
+        out = tmp_path / way / "shard_000.npz"
+        distort_shard(npz, index_csv, [op.params()], FACES, None, [out], progress=False, log=lambda *a: None, frames=frames,
+                      scratch=tmp_path)
+        copy = FaceShard(out)
+        assert copy.summary["videos"][0]["frames_from"] == way and copy.summary["videos"][0]["member"] == "0/fake/1"
+        got = copy.read("wilddeepfake/fake_test/0/1")
+        assert np.array_equal(got.frame_indices, clean.frame_indices) and np.array_equal(got.crops, expected), way
+
+
+def hand_encode(images: list[bytes], folder: Path, out: Path, rate: str, exe: str, crf: int = 30, preset: str = "veryfast") -> bytes:
+    """The images, in frame-number order, encoded with x264 by a plain ffmpeg command line."""
+    folder.mkdir(parents=True)
+    for k, data in enumerate(images):
+        (folder / f"{k:06d}.png").write_bytes(data)
+    subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-framerate", rate, "-i", str(folder / "%06d.png"),
+                    "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", "-threads", "1",
+                    "-map_metadata", "-1", "-bitexact", "-fflags", "+bitexact", "-flags:v", "+bitexact", str(out)], check=True)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("frame_rate", [25, 30])
+def test_copy_of_a_sequence_under_compression_equals_a_hand_made_x264_encode(faces_wdf, tmp_path, exe, frame_rate):
+    from dfrobust.media.store import FaceShard
+    from dfrobust.stages.distort import distort_shard
+
+    extra = {} if frame_rate == 25 else {"frame_rate": frame_rate}  # 25: the default
+    npz, frames_zip, index_csv = clean_shard(faces_wdf, "0/fake/1", tmp_path / "clean", exe, **extra)
+    op = operation("x264", "compression", codec={"crf": 30, "preset": "veryfast"}, keep_videos=True)
+    assert (op.codec["encoder"], op.codec["pix_fmt"], op.codec["threads"]) == ("libx264", "yuv420p", 1)
+    out, kept_dir = tmp_path / "copy" / "shard_000.npz", tmp_path / "kept"
+    distort_shard(npz, index_csv, [op.params()], FACES, None, [out], videos_dirs=[kept_dir], progress=False,
+                  log=lambda *a: None, frames=frames_zip, scratch=tmp_path)
+    kept = kept_dir / "wilddeepfake/fake_test/0/1.mp4"
+    images = [face_png("fake_test", "0/fake/1", n) for n in FACE_NUMBERS]
+    assert kept.read_bytes() == hand_encode(images, tmp_path / "hand", tmp_path / "hand.mp4", str(frame_rate), exe)
+    info = ffmpeg.probe(kept, exe)
+    assert (info.fps, info.n_frames, info.codec) == (float(frame_rate), len(FACE_NUMBERS), "h264")
+    if frame_rate == 30:  # the rate is part of the encode: 25 fps gives other bytes
+        assert kept.read_bytes() != hand_encode(images, tmp_path / "hand25", tmp_path / "hand25.mp4", "25", exe)
+    clean = FaceShard(npz).read("wilddeepfake/fake_test/0/1")
+    decoded = dict(zip(clean.frame_indices.tolist(), ffmpeg.read_frames(kept, clean.frame_indices, exe)))
+    copy = FaceShard(out).read("wilddeepfake/fake_test/0/1")
+    assert np.array_equal(copy.crops, carried_crops(clean, op, decoded, exe))
+
+
+# -- the workflow: a WDF test set planned like any other -----------------------------------------
+
+
+def wdf_overlay(root: Path) -> dict:
+    """A minimal overlay on config/ffpp.yaml: a WildDeepfake dataset, its test set, and a
+    table whose columns are WDF clean and WDF under a Table I operation (c40)."""
+    return {"datasets": {"wdf": {"kind": "wilddeepfake", "root": str(root)}},
+            "test_sets": {"wdf": {"dataset": "wdf", "split": "test"}},
+            "tables": {"wdf_table": {"title": "WildDeepfake", "rows": [{"method": "xception", "quality": "c23"}],
+                                     "columns": [{"test_set": "wdf", "label": "WDF"},
+                                                 {"test_set": "wdf", "operation": "c40", "label": "WDF c40"}],
+                                     "metrics": ["frame_auc", "video_auc"]}}}
+
+
+def test_dry_run_plans_the_index_face_copy_score_and_metrics_jobs_of_a_wdf_column(wdf, tmp_path):
+    import yaml
+
+    from conftest import REPO, SMALL_PAIRS, job_counts, make_ffpp_tree
+    from protocols import SNAKEMAKE
+
+    ffpp = make_ffpp_tree(tmp_path / "ffpp", SMALL_PAIRS)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "overlay.yaml").write_text(yaml.safe_dump({"dataset": {"root": str(ffpp)}, **wdf_overlay(wdf)}))
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n", "--configfile",
+           str(REPO / "config" / "ffpp.yaml"), str(work / "overlay.yaml"), "--", "results/tables/wdf_table.csv"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    # 4 readable test sequences, faces.shard_size of ffpp.yaml -> ceil(4 / shard_size) face shards of wdf
+    from dfrobust.datasets.ffpp import n_shards
+
+    shard_size = yaml.safe_load((REPO / "config" / "ffpp.yaml").read_text())["faces"]["shard_size"]
+    wdf_faces = n_shards(4, shard_size)
+    assert re.findall(r"results/faces/wdf/native/test/shard_\d+\.npz", proc.stdout), proc.stdout[-3000:]
+    assert len(set(re.findall(r"results/faces/wdf/native/test/shard_\d+\.npz", proc.stdout))) == wdf_faces
+    # FF++ and WDF indexed; FF++ c23 train and val faces for the one model, WDF's test faces; one copy per
+    # WDF shard under c40; a score and metrics per column
+    expected = {"dataset_index": 2, "train": 1, "extract_faces": 2 + wdf_faces, "distort_copy": wdf_faces,
+                "score": 2, "metrics": 2, "table": 1}
+    assert {rule: counts.get(rule, 0) for rule in expected} == expected, counts
+    assert "results/datasets/wdf/index.csv" in proc.stdout
+    # planning listed the archives once, into the default listing cache (relative to the working directory)
+    assert list((work / "resources" / "listings").glob("wilddeepfake-*.json"))
+
+
+def test_copy_redetect_keeps_whole_images_and_excludes_a_sequence_that_fails(faces_wdf, tmp_path, exe):
+    import shutil
+
+    from dfrobust.media.store import FaceShard
+    from dfrobust.stages.distort import distort_shard
+
+    root = tmp_path / "copy_of_wdf"
+    shutil.copytree(faces_wdf, root)
+    npz, frames_zip, index_csv = clean_shard(root, "0/fake/3", tmp_path / "clean", exe)
+    flip = operation("hflip", "flip", filter="hflip", faces="redetect")
+    out = tmp_path / "flip" / "shard_000.npz"
+    distort_shard(npz, index_csv, [flip.params()], FACES, None, [out], progress=False, log=lambda *a: None,
+                  frames=frames_zip, scratch=tmp_path)
+    row = FaceShard(out).summary["videos"][0]
+    assert row["status"] == "ok" and row["n_whole_image"] == 1 and row["n_found"] == row["n_sampled"]
+    got = FaceShard(out).read("wilddeepfake/fake_test/0/3")
+    k = got.frame_indices.tolist().index(3)
+    assert got.boxes[k].tolist() == [0, 0, 224, 224] and np.isnan(got.landmarks[k]).all()
+    # the archive goes bad after the face stage: a whole-stream copy of it is excluded, in one line
+    archive = root / "fake_test/0.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:300])
+    codec = operation("x264", "compression", codec={"crf": 30, "preset": "veryfast"})
+    logged = []
+    distort_shard(npz, index_csv, [codec.params()], FACES, None, [tmp_path / "x264" / "shard_000.npz"], progress=False,
+                  log=logged.append, frames=frames_zip, scratch=tmp_path)
+    row = FaceShard(tmp_path / "x264" / "shard_000.npz").summary["videos"][0]
+    assert row["status"] == "error" and "cannot be read" in row["message"] and "\n" not in row["message"]
+    assert [line for line in logged if line.startswith("EXCLUDED")] == [f"EXCLUDED wilddeepfake/fake_test/0/3: {row['message']}"]
+
