@@ -28,6 +28,7 @@ import struct
 import tarfile
 import tempfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Collection, Iterator, Sequence
@@ -270,7 +271,7 @@ def extract_sequences(archive: str | Path, members: Collection[str], into: str |
     wanted = {member_folder(m): m for m in members}
     folders = {m: into / f"{k}" for k, m in enumerate(wanted)}
     files: dict[str, list[tuple[str, Path]]] = {m: [] for m in wanted}
-    sizes: dict[str, dict[tuple[int, int] | None, int]] = {m: {} for m in wanted}
+    sizes: dict[str, Counter] = {m: Counter() for m in wanted}
     try:
         with tarfile.open(archive, "r:*") as tar:
             for info in tar:
@@ -285,7 +286,7 @@ def extract_sequences(archive: str | Path, members: Collection[str], into: str |
                 target.write_bytes(data)
                 files[parent].append((base, target))
                 size = image_size(data[:65536])
-                sizes[parent][size] = sizes[parent].get(size, 0) + 1
+                sizes[parent][size] += 1
     except READ_ERRORS as error:
         failed = InputError(f"{archive}: cannot be read ({first_line(error)})")
         return {wanted[m]: failed for m in wanted}
@@ -362,7 +363,8 @@ class SequenceCache:
             return
         if self._tmp is None:
             raise RuntimeError("SequenceCache used outside its `with` block")
-        archive, start = str(row["path"]), self.position.get(id(row), 0)
+        archive = str(row["path"])
+        start = self.position[id(row)] if id(row) in self.position else 0  # a row not given at the start: look at all
         try:
             if archive not in self._open or sequence["member"] not in self._open[archive][1]:
                 self._unpack(archive, start)
