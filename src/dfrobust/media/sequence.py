@@ -285,7 +285,7 @@ def extract_sequences(archive: str | Path, members: Collection[str], into: str |
                 target = folder / f"in{len(files[parent])}{image_ext(base)}"
                 target.write_bytes(data)
                 files[parent].append((base, target))
-                size = image_size(data[:65536])
+                size = image_size(data)
                 sizes[parent][size] += 1
     except READ_ERRORS as error:
         failed = InputError(f"{archive}: cannot be read ({first_line(error)})")
