@@ -331,7 +331,7 @@ def test_editing_one_operation_rescores_only_its_copy(slurm_run, tmp_path):
     config["operations"]["list"][1]["filter"] = "hflip,eq=contrast=1.2"
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(config))
-    scores = workdir / "results" / "scores" / "xception" / "c23" / "ffpp" / "c23"
+    scores = workdir / "results" / "scores" / "xception" / "c23" / "ffpp" / "c23" / "test"
     before = {p.name: p.stat().st_mtime_ns for p in scores.glob("*.csv")}
     submitted_before = {job["JobId"] for job in slurm_jobs(workdir)}
     rc, log = run_snakemake(cluster_args([str(edited)], [TARGET], SLURM_DIR / "Snakefile"), workdir, "edited.log")
