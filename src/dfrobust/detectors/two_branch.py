@@ -135,7 +135,7 @@ class WindowEpoch(Dataset):
         self.pool, self.seed, self.augment = pool, seed, augment
         self.windows = pool_windows(pool, length)
         self.labels = np.array([v["label"] for v in pool.videos], np.int64)
-        manipulations = np.array([v.get("manipulation", "fake") for v in pool.videos])
+        manipulations = np.array([v["manipulation"] for v in pool.videos])
         rng = np.random.default_rng(seed)
         videos = np.arange(len(self.labels))
         reals, fakes = videos[self.labels == 0], videos[self.labels == 1]
