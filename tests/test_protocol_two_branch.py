@@ -123,3 +123,25 @@ def test_the_face_stage_samples_the_papers_frames():
     faces = overlay("two_branch")["faces"]
     assert faces["frames"] == {"train": 270, "val": 110, "test": 110}
     assert faces["windows"] == {"length": 10, "step": {"train": 1, "val": 1, "test": 7}}
+
+
+def test_every_metric_has_a_header(plan):
+    from dfrobust.reporting.tables import metric_label, scaled
+
+    labels = {m: metric_label(m) for name in TABLES for m in plan.tables[name].metrics}
+    assert labels["frame_tauc_vtx_10pct"] == "frame tAUC(vertices)@10%" and labels["tauc_1pct"] == "tAUC@1%"
+    assert labels["recall_at_recall_0.5"] == "recall@R=0.5" and labels["log_wp_at_recall_0.5"] == "log(wP)@R=0.5"
+    assert scaled("recall_at_recall_0.5") and not scaled("log_wp_at_recall_0.5")
+
+
+def test_thresholds_from_names_another_declared_test_set(plan):
+    from dfrobust.core.errors import InputError
+    from dfrobust.plan import table_of
+
+    spec = {"title": None, "note": None, "average": False, "group": None, "metrics": ["log_wp_at_recall_0.5"]}
+    with pytest.raises(InputError, match=r"tables.t.columns.0.thresholds_from': no test set 'nowhere'"):
+        table_of("t", {**spec, "columns": [{"test_set": "dfdc_preview", "thresholds_from": "nowhere"}]}, [],
+                 dict(plan.test_sets), plan.operations)
+    with pytest.raises(InputError, match="the column's own test set"):
+        table_of("t", {**spec, "columns": [{"test_set": "dfdc_preview", "thresholds_from": "dfdc_preview"}]}, [],
+                 dict(plan.test_sets), plan.operations)

@@ -144,6 +144,19 @@ def test_dropout_follows_every_dense_layer_the_first_blocks_included():
     assert {layer.drop_rate for layer in plain.log_block.values()} == {0.0}
 
 
+def test_the_config_block_has_the_papers_defaults_and_rejects_other_values():
+    from dfrobust.detectors import config_schema, detector_class, resolve_config
+
+    schema = config_schema()["properties"]["two_branch"]
+    assert {k: v["default"] for k, v in schema["properties"].items()} == detector_class("two_branch").defaults
+    assert all(v.get("description") for v in schema["properties"].values())
+    cfg = resolve_config("two_branch", {})
+    assert (cfg["frames_per_video"], cfg["val_frames_per_video"], cfg["real_windows"], cfg["dense_dropout"]) == (270, 110, 2, 0.2)
+    for bad in ({"fusion_groups": 3}, {"loss": "bce"}, {"lstm_combine": "mean"}, {"r_minus": -1.0}):
+        with pytest.raises(InputError):
+            resolve_config("two_branch", bad)
+
+
 def test_radii_default_to_the_papers_per_mode():
     """r- / r+ = 0.042 / 1.638 with the LSTM (2D = 256), 2.5 / 97.5 frame by frame (D = 1024)."""
     assert (detector().r_minus, detector().r_plus) == (0.042, 1.638)
@@ -648,3 +661,10 @@ def test_trains_resumes_and_scores_windows(tmp_path):
     assert len(table) == 32 and table.groupby("video_id").size().tolist() == [8, 8, 8, 8]
     assert table.groupby("video_id")["window"].nunique().tolist() == [2, 2, 2, 2]
     assert table["score"].between(0, 1).all() and table.groupby("video_id")["video_score"].nunique().eq(1).all()
+    # the score file as the score job writes it: the metrics read the video's own score back
+    from dfrobust.evaluation.metrics import compute_metrics, read_scores
+
+    path = tmp_path / "scores.csv"
+    table.to_csv(path, index=False, float_format="%.8g")
+    metrics = compute_metrics(read_scores(path), block("evaluation", {"bootstrap": 0}))
+    assert metrics["counts"]["frames"] == {"real": 16, "fake": 16} and 0 <= metrics["video_auc"] <= 1
