@@ -112,6 +112,11 @@ def test_set_shards(wildcards):
     return PLAN.test_set_shards(wildcards.test_set, wildcards.operation)
 
 
+def threshold_scores(wildcards):
+    """The score files a "test-from-valid" column chooses its recall thresholds on (none for others)."""
+    return PLAN.threshold_score_files(f"{wildcards.model}/{wildcards.trainset}", wildcards.test_set, wildcards.operation)
+
+
 def metrics_cell(wildcards):
     """What a metrics file is about: the model, the test set and the operation."""
     return {"method": wildcards.model, "train_quality": wildcards.trainset,

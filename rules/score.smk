@@ -34,6 +34,7 @@ rule metrics:
         scores=test_set_scores,
         model=weights_input,
         shards=test_set_shards,
+        thresholds=threshold_scores,
     output:
         LAYOUT.metrics,
     params:

@@ -26,6 +26,7 @@ from dfrobust.evaluation import (
 )
 from dfrobust.evaluation.bootstrap import rank_auc
 from dfrobust.stages.score import evaluate_file
+from dfrobust.core.errors import InputError
 from dfrobust.core.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -406,3 +407,127 @@ def test_a_test_set_pooling_qualities_counts_each_video_once_per_quality(tmp_pat
                       random_frames(1).assign(video_id=lambda f: "c40/" + f.video_id)])
     assert pooled["video_auc"] == pytest.approx(compute_metrics(both, evaluation(bootstrap=0))["video_auc"])
     assert [Path(i["path"]).parent.parent.name for i in pooled["provenance"]["inputs"]] == ["raw", "c40"]
+
+
+# ---------------------------------------------------------------- the two-branch paper's metrics (issue 28)
+
+def window_rows(video_id, label, windows, g=lambda d: d / (d + 0.84)):
+    """Per-face rows of a sequence detector's score table: `windows` is [(distance, faces), ...];
+    each face carries its window's score g(d), every row the video's score g(mean of the windows' d)."""
+    manipulation = "Deepfakes" if label else "original"
+    video = g(np.mean([d for d, _ in windows]))
+    rows, frame = [], 0
+    for k, (d, faces) in enumerate(windows):
+        for _ in range(faces):
+            rows.append((video_id, manipulation, label, frame, g(d), k, video))
+            frame += 7
+    return rows
+
+
+def window_table(videos):
+    rows = [row for video in videos for row in window_rows(*video)]
+    return pd.DataFrame(rows, columns=COLUMNS + ["window", "video_score"])
+
+
+def test_video_score_column_ranks_videos_by_their_mean_window_distance():
+    """Windows at d = [0, 10] against [3, 3]: by the mean distance the first video is the more
+    fake (5 > 3); the mean of the rows' scores d / (d + 0.84) would put it below (0.46 < 0.78)."""
+    frames = window_table([("Deepfakes/000", 1, [(0.0, 10), (10.0, 10)]), ("original/001", 0, [(3.0, 10), (3.0, 10)])])
+    assert compute_metrics(frames, evaluation(bootstrap=0))["video_auc"] == 1.0
+    assert compute_metrics(frames.drop(columns="video_score"), evaluation(bootstrap=0))["video_auc"] == 0.0
+    videos = video_scores(frames)
+    assert videos["score"].tolist() == pytest.approx([5 / 5.84, 3 / 3.84])
+    assert roc_points(frames)[1].tolist() == [0.0, 1.0, 1.0]
+    uneven = frames.copy()
+    uneven.loc[0, "video_score"] = 0.1
+    with pytest.raises(MetricsInputError, match="different video_scores"):
+        compute_metrics(uneven, evaluation(bootstrap=0))
+    outside = frames.assign(video_score=1.5)
+    with pytest.raises(MetricsInputError, match="video_score must be a probability"):
+        compute_metrics(outside, evaluation(bootstrap=0))
+
+
+def test_frame_metrics_count_frames_not_windows():
+    """A window of 9 faces weighs 9 frames: the frame ROC is over faces (each carrying its window's score)."""
+    videos = [("original/000", 0, [(0.5, 9), (2.0, 1)]), ("Deepfakes/001", 1, [(1.0, 5), (3.0, 5)]),
+              ("original/002", 0, [(0.2, 10)]), ("Deepfakes/003", 1, [(0.8, 2), (0.1, 8)])]
+    frames = window_table(videos)
+    m = compute_metrics(frames, evaluation(bootstrap=0, far_levels=[0.1]))
+    assert m["counts"]["frames"] == {"real": 20, "fake": 20}
+    assert m["frame_auc"] == pytest.approx(roc_auc_score(frames["label"], frames["score"]))
+    windows = frames.drop_duplicates(["video_id", "window"])  # one row per window: another number
+    assert roc_auc_score(windows["label"], windows["score"]) != pytest.approx(m["frame_auc"])
+    fpr, tpr, _ = roc_curve(frames["label"], frames["score"], drop_intermediate=False)
+    assert m["frame_tar_at_far_10pct"] == pytest.approx(np.interp(0.1, fpr, tpr))
+
+
+def test_vertex_reading_of_tauc_on_hand_made_roc():
+    """scikit-learn's default ROC keeps the corners (0,0) (0,.25) (.1,.25) (.1,.5) (.6,.5) ...: the
+    vertex reading is the mean TAR of those with FAR <= f, the text's tAUC the area over f."""
+    reals = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
+    fakes = [0.95, 0.85, 0.35, 0.25]
+    m = compute_metrics(one_frame_table(reals, fakes), evaluation(bootstrap=0, far_levels=[0.05, 0.1, 0.65]))
+    assert m["tauc_vtx_10pct"] == pytest.approx((0 + 0.25 + 0.25 + 0.5) / 4)
+    assert m["tauc_vtx_5pct"] == pytest.approx((0 + 0.25) / 2)
+    assert m["tauc_vtx_65pct"] == pytest.approx((0 + 0.25 + 0.25 + 0.5 + 0.5 + 0.75) / 6)
+    assert m["frame_tauc_vtx_10pct"] == m["tauc_vtx_10pct"]  # one frame per video
+    assert m["tauc_10pct"] == pytest.approx(0.25)  # the area reading differs elsewhere
+    assert m["tauc_5pct"] == pytest.approx(0.25) != m["tauc_vtx_5pct"]
+    # it is the authors' group's get_trunc_auc: tpr[fpr <= f].mean() of roc_curve's default curve
+    labels = np.r_[np.zeros(10), np.ones(4)]
+    fpr, tpr, _ = roc_curve(labels, reals + fakes)
+    assert m["tauc_vtx_65pct"] == pytest.approx(tpr[fpr <= 0.65].mean())
+
+
+def test_log_wp_with_tied_scores_calls_the_whole_tie_and_prints_the_recall_it_reaches():
+    from dfrobust.evaluation.metrics import recall_threshold, weighted_precision
+
+    # scores ranked: fake .9, then a tie at .8 of two fakes and one real, then a real .1
+    labels = np.array([1, 1, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.8, 0.8, 0.1])
+    # recall 0.5 needs 1.5 of 3 fakes: the cut cannot split the tie, so all three at .8 are called
+    assert recall_threshold(labels, scores, 0.5) == 0.8
+    assert weighted_precision(labels, scores, 0.5, 100) == pytest.approx(3 / (3 + 100))
+    assert weighted_precision(labels, scores, 1 / 3, 100) == 1.0  # the fake at .9 alone
+    frames = pd.DataFrame({"video_id": [f"v{i}" for i in range(5)], "label": labels, "frame_index": 0,
+                           "manipulation": np.where(labels == 1, "Deepfakes", "original"), "score": scores})
+    m = compute_metrics(frames, evaluation(bootstrap=0, recall_levels=[0.1, 0.5, 0.9]))
+    assert m["log_wp_at_recall_0.1"] == 0.0 and m["recall_at_recall_0.1"] == pytest.approx(1 / 3)
+    assert m["log_wp_at_recall_0.5"] == pytest.approx(np.log(3 / 103)) and m["recall_at_recall_0.5"] == 1.0
+    assert m["threshold_at_recall_0.5"] == 0.8
+    # the order of tied rows does not matter
+    shuffled = frames.iloc[[3, 2, 4, 0, 1]]
+    assert compute_metrics(shuffled, evaluation(bootstrap=0, recall_levels=[0.5]))["log_wp_at_recall_0.5"] == \
+        pytest.approx(np.log(3 / 103))
+
+
+def test_test_from_valid_applies_the_validation_sets_thresholds():
+    valid = one_frame_table([0.1, 0.2, 0.6], [0.9, 0.7, 0.5, 0.3])
+    test = one_frame_table([0.05, 0.65, 0.75, 0.8], [0.95, 0.72, 0.4, 0.1])
+    m = compute_metrics(test, evaluation(bootstrap=0, recall_levels=[0.5, 0.9]), thresholds_from=valid)
+    # valid: recall .5 first reached at .7 (2 of 4 fakes), recall .9 at .3 (4 of 4)
+    assert (m["threshold_at_recall_0.5"], m["threshold_at_recall_0.9"]) == (0.7, 0.3)
+    # on test, >= .7: fakes .95 .72, reals .75 .8 -> recall .5, wP 2 / (2 + 200)
+    assert m["recall_at_recall_0.5"] == 0.5 and m["log_wp_at_recall_0.5"] == pytest.approx(np.log(2 / 202))
+    # >= .3: fakes .95 .72 .4, reals .65 .75 .8 -> recall .75, below the target: it is printed as reached
+    assert m["recall_at_recall_0.9"] == 0.75 and m["log_wp_at_recall_0.9"] == pytest.approx(np.log(3 / 303))
+    # a threshold above every test score calls nothing fake: log(wP) undefined (None), recall 0
+    high = compute_metrics(test, evaluation(bootstrap=0, recall_levels=[0.1]), thresholds_from=one_frame_table([0.1], [0.99]))
+    assert high["log_wp_at_recall_0.1"] is None and high["recall_at_recall_0.1"] == 0.0
+    # without a validation set the thresholds are the test set's own
+    own = compute_metrics(test, evaluation(bootstrap=0, recall_levels=[0.5]))
+    assert own["threshold_at_recall_0.5"] == 0.72 and own["recall_at_recall_0.5"] == 0.5
+
+
+def test_evaluate_file_reads_the_threshold_scores_of_a_test_from_valid_cell(tmp_path):
+    valid, test = tmp_path / "valid.csv", tmp_path / "test.csv"
+    one_frame_table([0.1, 0.2, 0.6], [0.9, 0.7, 0.5, 0.3]).to_csv(valid, index=False)
+    one_frame_table([0.05, 0.65, 0.75, 0.8], [0.95, 0.72, 0.4, 0.1]).to_csv(test, index=False)
+    cell = {"method": "two_branch", "train_quality": "c40", "test_set": "dfdc_preview@dfdc_preview_val",
+            "operation": "clean", "thresholds_from": {"test_set": "dfdc_preview_val", "manipulations": None}}
+    record = evaluate_file(test, tmp_path / "m.json", {"bootstrap": 0, "recall_levels": [0.5]}, cell, thresholds=[valid])
+    assert record["threshold_at_recall_0.5"] == 0.7 and record["recall_at_recall_0.5"] == 0.5
+    assert record["threshold_scores"] == [str(valid)]
+    assert [i["path"] for i in record["provenance"]["inputs"]] == [str(test), str(valid)]
+    with pytest.raises(InputError, match="go together"):
+        evaluate_file(test, tmp_path / "m2.json", {"bootstrap": 0}, cell)

@@ -1,7 +1,14 @@
 """The two-branch recurrent network (Masi et al.): the multi-scale LoG layer,
-the hypersphere loss and score, windows of frames from the face stage to the
-training epochs and the score table, per-block learning rates, the plateau
-schedule, the centre hook, resume, and overfitting a few synthetic videos."""
+the two branches (each its own first dense block) and their fusion, the
+paper's radii per mode, the hypersphere loss and score, the video score
+(g of the mean window distance), windows of frames from the face stage to the
+stratified epochs and the per-frame score table, per-block learning rates,
+the paper's plateau schedule, the centre hook, the ablations of Table 1 as
+settings that train, resume, and overfitting a few synthetic videos.
+
+The paper's constants are checked against issue 28's reading of Masi et al.
+(ECCV 2020; the paper's body was not readable here, docs/reproducing/two_branch.md
+lists where each comes from)."""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from dfrobust.core.config import block
 from dfrobust.core.errors import InputError
 from dfrobust.detectors import build_data, build_detector, load_trained, predict_faces
 from dfrobust.detectors.tensors import to_tensor
@@ -22,7 +30,7 @@ from dfrobust.media import ffmpeg
 from dfrobust.media.store import FaceRecord, FaceShard, write_shard
 from dfrobust.media.windows import sample_windows, settings, span, stored_length, window_count, windows_of
 from dfrobust.stages.faces import extract_shard
-from dfrobust.stages.score import score_faces
+from dfrobust.stages.score import COLUMNS, score_faces
 from dfrobust.training.data import FacePool, build_pool
 from dfrobust.training.logbook import read_log
 from dfrobust.training.optim import build_optimizer, build_scheduler
@@ -51,8 +59,10 @@ def test_log_bands_of_a_constant_map_are_zero(size):
     bands = layer.bands(x)
     assert bands.shape == (2, 9, size, size)
     assert bands.abs().max() < 1e-5
-    # the 1x1 conv has no bias: the whole layer is blind to DC
-    assert layer(x).abs().max() < 1e-5
+    # the 1x1 conv has no bias: the mix is blind to DC, and so is the layer with fixed statistics
+    # (in training, BatchNorm would scale the bands' rounding noise up to its unit variance)
+    assert layer.mix(bands).abs().max() < 1e-5
+    assert layer.eval()(x).abs().max() < 1e-5
 
 
 def test_log_response_to_a_step_edge_is_at_the_edge():
@@ -97,13 +107,63 @@ def test_shapes_with_and_without_the_lstm():
     assert detector()(torch.randn(5, 3, 32, 32)).shape == (5, 256)  # a 4-D batch: windows of one face
 
 
-def test_fusion_has_two_groups_and_dropout_sits_in_the_downstream_blocks():
+def test_the_log_branch_has_its_own_dense_block_initialised_as_the_rgb_branchs():
+    """Phi_LoG = LoG on the stem's maps, then its own DenseBlock and transition (copies of the
+    RGB branch's, the same initial weights, separate parameters)."""
     det = detector()
-    assert det.fusion.groups == 2 and det.fusion.in_channels == 512 and det.fusion.out_channels == 256
     f = det.densenet.features
-    assert {layer.drop_rate for layer in f.denseblock1.values()} == {0.0}
-    for name in ("denseblock2", "denseblock3", "denseblock4"):
-        assert {layer.drop_rate for layer in getattr(f, name).values()} == {0.2}
+    assert type(det.log_block) is type(f.denseblock1) and type(det.log_transition) is type(f.transition1)
+    assert det.log.mix.in_channels == 3 * 64 and det.log.mix.out_channels == 64  # the stem's width, the block's input
+    for copy, original in ((det.log_block, f.denseblock1), (det.log_transition, f.transition1)):
+        mine, theirs = copy.state_dict(), original.state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+        assert not {id(p) for p in copy.parameters()} & {id(p) for p in original.parameters()}
+    single = detector(log_branch=False)
+    assert single.log is None and single.log_block is None and single.fusion is None
+    assert single(torch.randn(2, 3, 3, 32, 32)).shape == (2, 256)
+
+
+def test_fused_maps_are_28x28x128_per_branch_at_224_px():
+    torch.manual_seed(0)
+    det = build_detector("two_branch", {"pretrained": False}).eval()  # the paper's 224 px
+    with torch.no_grad():
+        rgb, log = det.branches(torch.randn(1, 3, 224, 224))
+    assert rgb.shape == log.shape == (1, 128, 28, 28)
+    # fusion: the two 28x28x128 maps, concatenated, through a 1x1 conv with two groups to 128 channels
+    assert det.fusion.kernel_size == (1, 1) and det.fusion.groups == 2
+    assert det.fusion.in_channels == 256 and det.fusion.out_channels == 128
+    assert detector(fusion_groups=1).fusion.groups == 1
+
+
+def test_dropout_follows_every_dense_layer_the_first_blocks_included():
+    det = detector()
+    f = det.densenet.features
+    for block in (f.denseblock1, det.log_block, f.denseblock2, f.denseblock3, f.denseblock4):
+        assert {layer.drop_rate for layer in block.values()} == {0.2}
+    plain = detector(dense_dropout=0.0)
+    assert {layer.drop_rate for layer in plain.log_block.values()} == {0.0}
+
+
+def test_the_config_block_has_the_papers_defaults_and_rejects_other_values():
+    from dfrobust.detectors import config_schema, detector_class, resolve_config
+
+    schema = config_schema()["properties"]["two_branch"]
+    assert {k: v["default"] for k, v in schema["properties"].items()} == detector_class("two_branch").defaults
+    assert all(v.get("description") for v in schema["properties"].values())
+    cfg = resolve_config("two_branch", {})
+    assert (cfg["frames_per_video"], cfg["val_frames_per_video"], cfg["real_windows"], cfg["dense_dropout"]) == (270, 110, 2, 0.2)
+    for bad in ({"fusion_groups": 3}, {"loss": "bce"}, {"lstm_combine": "mean"}, {"r_minus": -1.0}):
+        with pytest.raises(InputError):
+            resolve_config("two_branch", bad)
+
+
+def test_radii_default_to_the_papers_per_mode():
+    """r- / r+ = 0.042 / 1.638 with the LSTM (2D = 256), 2.5 / 97.5 frame by frame (D = 1024)."""
+    assert (detector().r_minus, detector().r_plus) == (0.042, 1.638)
+    assert (detector(lstm=False).r_minus, detector(lstm=False).r_plus) == (2.5, 97.5)
+    assert detector().margin == pytest.approx(0.84) and detector(lstm=False).margin == pytest.approx(50.0)
+    assert (detector(r_minus=0.5, r_plus=2.0).r_minus, detector(lstm=False, r_plus=120.0).r_plus) == (0.5, 120.0)
+    assert detector(lstm_combine="sum").embedding_size == 128 and detector(lstm_hidden=256).embedding_size == 512
 
 
 @pytest.mark.parametrize("order, expected", [("output", [1, 1 / 16, 1 / 8, 1 / 4, 1 / 2]),
@@ -114,7 +174,9 @@ def test_block_learning_rates(order, expected):
     assert [g["lr"] / 1e-3 for g in groups] == pytest.approx(expected)
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in det.parameters()}
-    new = {id(p) for m in (det.log, det.fusion, det.lstm) for p in m.parameters()}
+    # the LoG branch (its dense block copy included), the fusion and the LSTM learn at lr
+    new = {id(p) for m in (det.log, det.log_block, det.log_transition, det.fusion, det.fusion_out, det.lstm)
+           for p in m.parameters()}
     assert {id(p) for p in groups[0]["params"]} == new
     opt = build_optimizer(groups, det.cfg["optimizer"])
     assert opt.param_groups[0]["weight_decay"] == 1e-6 and type(opt).__name__ == "Adam"
@@ -143,7 +205,7 @@ def _points(distances, dim=256, seed=0):
 
 
 def test_loss_is_zero_with_reals_inside_and_fakes_outside_and_positive_otherwise():
-    det = detector()  # centre 0, r- 0.5, r+ 2.0
+    det = detector(r_minus=0.5, r_plus=2.0)  # centre 0
     labels = torch.tensor([0, 0, 1, 1])
     assert det.loss(_points([0.1, 0.45, 2.5, 10.0]), labels).item() == 0.0
     # a real at 1.0 (0.5 beyond r-) and a fake at 1.5 (0.5 short of r+): 0.5 / 2 + 0.5 / 2
@@ -173,18 +235,51 @@ def test_gradients_pull_reals_to_the_centre_and_push_fakes_away():
 
 
 def test_score_is_monotonic_in_the_distance_and_half_between_the_margins():
-    det = detector()
+    det = detector(r_minus=0.5, r_plus=2.0)
     d = [0.0, 0.5, 1.25, 2.0, 10.0, 1e4]
     scores = det.proba(_points(d)).tolist()
     assert scores == sorted(scores) and scores[0] == 0.0 and all(0 <= s < 1 for s in scores)
     assert scores[2] == pytest.approx(0.5)  # (r- + r+) / 2 = 1.25
     assert scores[-2] < scores[-1]  # no saturation among far fakes
-    frames = detector(lstm=False)
+    assert detector().proba(_points([0.84])).item() == pytest.approx(0.5, abs=1e-6)  # the paper's radii: R = 0.84
+    frames = detector(lstm=False, r_minus=0.5, r_plus=2.0)
     per_frame = _points([0.5, 2.0, 1.25, 1.25], dim=1024).view(2, 2, 1024)
-    expected = [(0.5 / 1.75 + 2.0 / 3.25) / 2, 0.5]
+    # a window's score is g(the mean of its faces' distances), as a video's
+    expected = [1.25 / (1.25 + 1.25), 0.5]
     assert frames.proba(per_frame).tolist() == pytest.approx(expected, abs=1e-6)
     # every face is a sample: reals (0.5, 2.0) -> mean(0, 1.5), fakes (1.25, 1.25) -> mean(0.75, 0.75)
     assert frames.loss(per_frame, torch.tensor([0, 1])).item() == pytest.approx(0.75 + 0.75, abs=1e-5)
+    # frame by frame each face keeps its own value; with the LSTM every face carries its window's
+    assert torch.allclose(frames.face_values(per_frame, 2), torch.tensor([[0.5, 2.0], [1.25, 1.25]]), atol=1e-5)
+    assert torch.allclose(det.face_values(_points([1.0, 3.0]), 3), torch.tensor([[1.0] * 3, [3.0] * 3]), atol=1e-5)
+
+
+def test_video_score_is_g_of_the_mean_window_distance_not_the_mean_window_score():
+    """Windows at d = [0, 10] against [3, 3]: the mean distance ranks the first video higher (5 > 3);
+    the mean of d / (d + R) (R = 0.84) would rank it lower (0.461 < 0.781)."""
+    det = detector()
+    first, second = [np.array([0.0]), np.array([10.0])], [np.array([3.0]), np.array([3.0])]
+    assert det.video_score(first) == pytest.approx(5 / 5.84) and det.video_score(second) == pytest.approx(3 / 3.84)
+    assert det.video_score(first) > det.video_score(second)
+    mean_of_scores = [np.mean([det.score_of(w[0]) for w in video]) for video in (first, second)]
+    assert mean_of_scores[0] < mean_of_scores[1]  # the order the old rule gave
+    # without the LSTM a window's value is its faces' mean distance
+    frames = detector(lstm=False)
+    assert frames.video_score([np.array([1.0, 3.0]), np.array([8.0])]) == pytest.approx(5 / 55)
+
+
+def test_cross_entropy_head_is_the_plain_encoder():
+    det = detector(loss="ce")
+    assert det.head.in_features == 256 and det.head.out_features == 2 and not det.hypersphere
+    out = det(torch.randn(2, 3, 3, 32, 32))
+    expected = torch.nn.functional.cross_entropy(det.head(out), torch.tensor([0, 1]))
+    assert det.loss(out, torch.tensor([0, 1])).item() == pytest.approx(expected.item())
+    assert torch.allclose(det.proba(out), det.head(out).softmax(1)[:, 1])
+    frames = detector(loss="ce", lstm=False)
+    out = frames(torch.randn(2, 3, 3, 32, 32))  # (2, 3, 1024): each face its own sample
+    logits = frames.head(out).reshape(-1, 2)
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert frames.loss(out, torch.tensor([0, 1])).item() == pytest.approx(expected.item(), abs=1e-6)
 
 
 # --- windows -------------------------------------------------------------------------
@@ -235,9 +330,9 @@ def test_windows_come_back_from_a_record_with_missing_faces_and_short_videos():
     assert len(short) == 1 and len(short[0].rows) == 3
     with pytest.raises(InputError, match="not windows of 4"):
         windows_of(_record("single", [3, 9, 20, 22], [3, 9, 20, 22]), 4)
-    assert settings({"windows": {"length": 0}}, "train") is None and settings({}, "test") is None
-    assert settings({"windows": {"length": 10, "step": {"test": 7}}}, "test") == (10, 7)
-    assert stored_length({"faces_config": WINDOWS}) == 4 and stored_length({}) == 0
+    assert settings(block("faces", {"windows": {"length": 0}}), "train") is None and settings(block("faces", {}), "test") is None
+    assert settings(block("faces", {"windows": {"length": 10, "step": {"test": 7}}}), "test") == (10, 7)
+    assert stored_length({"faces_config": WINDOWS}) == 4 and stored_length({"faces_config": {"windows": {"length": 0}}}) == 0
 
 
 def test_face_stage_stores_windows_and_reports_a_short_video(face_video, tmp_path):
@@ -301,8 +396,9 @@ def test_pool_keeps_whole_windows_of_one_video_in_time_order(tmp_path):
     epoch = WindowEpoch(pool, 4, seed=3)
     labels = np.array([v["label"] for v in pool.videos])
     drawn = labels[epoch.videos]
-    assert len(epoch) == 8 and (drawn == 0).sum() == (drawn == 1).sum() == 4  # 2 reals over-sampled to 4 fakes
-    assert sorted(np.flatnonzero(labels == 1)) == sorted(epoch.videos[drawn == 1])  # every fake once
+    # a stratified epoch: every real twice (2 x 2), as many fakes: the one manipulation's 4 videos once each
+    assert len(epoch) == 8 and (drawn == 0).sum() == (drawn == 1).sum() == 4
+    assert sorted(np.flatnonzero(labels == 1)) == sorted(epoch.videos[drawn == 1])
     assert np.bincount(epoch.videos[drawn == 0]).tolist() == [2, 2]
     for i in range(len(epoch)):
         x, y = epoch[i]
@@ -319,6 +415,43 @@ def test_pool_keeps_whole_windows_of_one_video_in_time_order(tmp_path):
         build_pool(single, 8, 16, (0, 1), tmp_path, "single", messages.append, pick=build_data("two_branch", SMALL).pool_rows)
 
 
+def _ffpp_like_pool(reals: int, per_manipulation: int, windows: int = 3, length: int = 2) -> FacePool:
+    """A pool of `reals` real videos and `per_manipulation` fakes of each FF++ manipulation."""
+    videos = [{"label": 0, "manipulation": "original"} for _ in range(reals)]
+    for name in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+        videos += [{"label": 1, "manipulation": name} for _ in range(per_manipulation)]
+    n = windows * length
+    return FacePool(crops=np.zeros((len(videos) * n, 4, 4, 3), np.uint8), landmarks=np.zeros((len(videos) * n, 68, 2), np.float32),
+                    labels=np.repeat([v["label"] for v in videos], n), video_index=np.repeat(np.arange(len(videos)), n),
+                    videos=videos)
+
+
+def test_a_stratified_epoch_draws_every_real_twice_and_half_of_each_manipulation():
+    """FF++'s training split (720 reals, 720 fakes per manipulation), scaled down 1:20: reals x2
+    (72), each manipulation /2 (18 of 36 each), 144 windows, classes balanced."""
+    pool = _ffpp_like_pool(36, 36)
+    manipulation = np.array([v["manipulation"] for v in pool.videos])
+    seen = set()
+    for seed in range(3):
+        epoch = WindowEpoch(pool, 2, seed=seed)
+        assert len(epoch) == 144
+        counts = np.bincount(epoch.videos, minlength=len(pool.videos))
+        assert (counts[:36] == 2).all()  # every real video twice
+        for name in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+            drawn = counts[manipulation == name]
+            assert drawn.sum() == 18 and set(drawn) <= {0, 1}  # a random half, none twice
+            seen.add(tuple(np.flatnonzero(drawn)))
+        assert (epoch.choice >= 0).all() and (epoch.choice < 3).all()  # a random window of each drawn video
+    assert len(seen) > 4  # other halves in other epochs
+    # the full split: 1440 real and 4 x 360 fake windows, 2880 per stratified epoch
+    full = WindowEpoch(_ffpp_like_pool(720, 720, windows=1), 2, seed=0)
+    assert len(full) == 2880
+    assert np.bincount(full.labels[full.videos]).tolist() == [1440, 1440]
+    # natural mix: every video once
+    assert sorted(WindowEpoch(pool, 2, seed=0, balanced=False).videos) == list(range(len(pool.videos)))
+    assert len(WindowEpoch(pool, 2, seed=0, real_windows=3)) == 2 * 3 * 36
+
+
 def test_prepare_puts_the_centre_at_the_mean_real_window_embedding(tmp_path):
     shards, _ = _encoded_shards(tmp_path)
     det, data = detector(), build_data("two_branch", SMALL)
@@ -333,7 +466,7 @@ def test_prepare_puts_the_centre_at_the_mean_real_window_embedding(tmp_path):
     assert "center" in det.state_dict()
 
 
-def test_score_table_has_one_row_per_window(tmp_path):
+def test_score_table_has_one_row_per_face_carrying_its_windows_score(tmp_path):
     records = []
     for v, (label, sampled, found) in enumerate([(0, [10, 12, 14, 16, 50, 52, 54, 56], [10, 12, 14, 16, 50, 54, 56]),
                                                  (1, [0, 2, 4], [0, 2, 4]), (1, [5, 7, 9, 11], [5, 7, 9, 11])]):
@@ -350,53 +483,91 @@ def test_score_table_has_one_row_per_window(tmp_path):
 
     score_stage.log = messages.append
     table = score_faces(det, [path], batch_size=8)
-    assert table["video_id"].tolist() == ["original/000", "original/000", "Deepfakes/001", "Deepfakes/002"]
-    assert table["frame_index"].tolist() == [10, 50, 0, 5]
+    # frame metrics count frames: one row per face, each its own frame
+    assert table["video_id"].tolist() == ["original/000"] * 7 + ["Deepfakes/001"] * 3 + ["Deepfakes/002"] * 4
+    assert table["frame_index"].tolist() == [10, 12, 14, 16, 50, 54, 56, 0, 2, 4, 5, 7, 9, 11]
+    assert table["window"].tolist() == [0] * 4 + [1] * 3 + [0] * 3 + [0] * 4
     assert any("2 window(s) with fewer than 4 faces" in m for m in messages)
-    # each row is the window scored alone, on the faces it has
+    # each face carries its window's score, the window scored alone on the faces it has
     with torch.no_grad():
-        alone = det.proba(det(det.preprocess(to_tensor(records[0].crops[4:])[None]))).item()
-    assert table["score"].iloc[1] == pytest.approx(alone, abs=1e-6)
-    # frame detectors still score every face, as predict_faces does
+        windows = [det(det.preprocess(to_tensor(records[0].crops[rows])[None])) for rows in (slice(0, 4), slice(4, 7))]
+    distances = [det.distance(w).item() for w in windows]
+    assert table["score"].iloc[:4].tolist() == pytest.approx([distances[0] / (distances[0] + 0.84)] * 4, abs=1e-6)
+    assert table["score"].iloc[4:7].tolist() == pytest.approx([distances[1] / (distances[1] + 0.84)] * 3, abs=1e-6)
+    # the video's score: g(mean of its windows' distances), each window once whatever its faces
+    mean = np.mean(distances)
+    assert table["video_score"].iloc[:7].tolist() == pytest.approx([mean / (mean + 0.84)] * 7, abs=1e-6)
+    assert table.groupby("video_id")["video_score"].nunique().eq(1).all()
+    # frame detectors still score every face, as predict_faces does, and write the five columns only
     frame = build_detector("xception", {"pretrained": False, "input_size": 32}).eval()
     rows = score_faces(frame, [path], batch_size=8)
-    assert len(rows) == sum(r.n_faces for r in records)
+    assert len(rows) == sum(r.n_faces for r in records) and list(rows.columns) == COLUMNS
     assert np.allclose(rows["score"], predict_faces(frame, np.concatenate([r.crops for r in records]), 8))
     single = tmp_path / "single.npz"
-    write_shard(single, records, [{"video_id": r.video_id, "manipulation": r.manipulation, "label": r.label} for r in records], {})
+    write_shard(single, records, [{"video_id": r.video_id, "manipulation": r.manipulation, "label": r.label} for r in records],
+                {"faces_config": {"windows": {"length": 0}}})
     with pytest.raises(InputError, match="faces.windows.length"):
         score_faces(det, [single], 8)
+
+
+def test_frame_by_frame_rows_keep_each_faces_own_score(tmp_path):
+    sampled = [0, 2, 4, 6, 20, 22, 24, 26]
+    rec = _record("original/000", sampled, sampled, size=32)
+    rec.crops[:] = np.random.default_rng(0).integers(0, 256, rec.crops.shape, dtype=np.uint8)
+    det = detector(lstm=False).eval()
+    [(frames, scores, extra)] = build_data("two_branch", det.cfg).score_records(det, [rec], 4, 8, lambda m: None)
+    with torch.no_grad():
+        d = det.distance(det(det.preprocess(to_tensor(rec.crops).view(2, 4, 3, 32, 32)))).double().numpy()
+    assert frames.tolist() == sampled
+    assert scores.tolist() == pytest.approx((d / (d + 50.0)).ravel().tolist(), abs=1e-6)
+    assert extra["video_score"].tolist() == pytest.approx([d.mean() / (d.mean() + 50.0)] * 8, abs=1e-6)
 
 
 # --- schedule, training loop, resume, overfitting ------------------------------------
 
 
-def test_plateau_divides_the_lr_by_ten_at_most_three_times():
+def test_schedule_divides_the_lr_by_ten_after_fifty_epochs_without_a_lower_validation_loss():
+    """The paper: lr / 10 after 50 stratified epochs without a drop of the validation loss, at
+    most 3 times (PyTorch's ReduceLROnPlateau, patience 50: 50 such epochs are tolerated, the
+    next one reduces)."""
     det = detector()
+    schedule = det.cfg["lr_schedule"]
+    assert (schedule["name"], schedule["factor"], schedule["patience"], schedule["max_reductions"]) == ("plateau", 0.1, 50, 3)
+    assert det.cfg["epochs"] == 204 == 4 * (50 + 1)
     opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
-    sched = build_scheduler(opt, det.cfg["lr_schedule"], 30)
+    sched = build_scheduler(opt, det.cfg["lr_schedule"], det.cfg["epochs"])
     start = [g["lr"] for g in opt.param_groups]
+    # epoch 1 sets the best loss, epoch 11 lowers it, then it never drops again
+    losses = [1.0] * 10 + [0.9] + [0.95] * 250
     history = []
-    for loss in [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95]:
+    for loss in losses:
         sched.step(loss)
-        history.append(opt.param_groups[0]["lr"])
-    # patience 1: the second epoch without improvement reduces
-    assert history[:4] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])
+        history.append(opt.param_groups[0]["lr"])  # the lr of the next epoch
+    first = 11 + 51  # 50 epochs after epoch 11 are tolerated; the 51st (epoch 62) reduces
+    assert history[first - 2] == pytest.approx(1e-3) and history[first - 1] == pytest.approx(1e-4)
+    # each later plateau: 51 more epochs; the third reduction is the last
+    for k, epoch in enumerate([first + 51, first + 102], start=2):
+        assert history[epoch - 2] == pytest.approx(10.0 ** -(2 + k)) and history[epoch - 1] == pytest.approx(10.0 ** -(3 + k))
     assert history[-1] == pytest.approx(1e-6) and len(set(np.round(np.log10(history), 6))) == 4
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([s / 1000 for s in start])
+    # an improvement resets the count
+    sched = build_scheduler(build_optimizer(det.trainable_parameters(), det.cfg["optimizer"]), det.cfg["lr_schedule"], 204)
+    for loss in [1.0] * 50 + [0.5] + [0.6] * 50:
+        sched.step(loss)
+    assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
     state = sched.state_dict()
-    again = build_scheduler(build_optimizer(det.trainable_parameters(), det.cfg["optimizer"]), det.cfg["lr_schedule"], 30)
+    again = build_scheduler(build_optimizer(det.trainable_parameters(), det.cfg["optimizer"]), det.cfg["lr_schedule"], 204)
     again.load_state_dict(state)
     assert again.state_dict() == state
     with pytest.raises(InputError, match="plateau schedule needs"):
         build_scheduler(opt, {"name": "plateau"}, 3, "detectors.x.lr_schedule")
 
 
-def test_overfits_eight_synthetic_videos_within_a_few_dozen_steps():
+def test_overfits_eight_synthetic_videos_within_a_hundred_steps():
     records = synthetic_videos(4, 1, frames=4, size=32, seed=0)
     x = torch.stack([to_tensor(r.crops) for r in records])  # 8 windows of 4 faces
     y = torch.tensor([r.label for r in records])
-    det = detector()  # the paper's settings: Adam 1e-3, block lrs, dropout, BiLSTM, margins
+    det = detector()  # the paper's settings: Adam 1e-3, block lrs, dropout, BiLSTM, radii 0.042 / 1.638
     pool = FacePool(crops=np.concatenate([r.crops for r in records]), landmarks=np.concatenate([r.landmarks for r in records]),
                     labels=np.repeat(y.numpy(), 4), video_index=np.repeat(np.arange(8), 4),
                     videos=[{"label": int(label)} for label in y])
@@ -406,7 +577,7 @@ def test_overfits_eight_synthetic_videos_within_a_few_dozen_steps():
     opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
     det.train()
     losses = []
-    for _ in range(40):
+    for _ in range(80):
         opt.zero_grad()
         loss = det.loss(det(det.preprocess(x)), y)
         loss.backward()
@@ -417,6 +588,51 @@ def test_overfits_eight_synthetic_videos_within_a_few_dozen_steps():
     with torch.no_grad():
         scores = det.proba(det(det.preprocess(x)))
     assert roc_auc_score(y, scores) == 1.0
+
+
+def _table1_rows() -> list[tuple[str, dict]]:
+    """(name, settings) of every row of the protocol's Table 1 (a, b, c)."""
+    import yaml
+
+    from conftest import REPO
+
+    tables = yaml.safe_load((REPO / "config" / "protocols" / "two_branch.yaml").read_text())["tables"]
+    return [(f"{t[-2:]}:{row.get('name') or row['method']}", row.get("settings", {}))
+            for t in ("two_branch_t1a", "two_branch_t1b", "two_branch_t1c") for row in tables[t]["rows"]]
+
+
+@pytest.mark.parametrize("name, settings", _table1_rows(), ids=[name for name, _ in _table1_rows()])
+def test_each_ablation_is_a_setting_of_the_detector_and_trains_on_sixteen_faces(name, settings):
+    """Every row of Table 1 is the detector with its settings: it builds, places its centre (the
+    hypersphere), and a training step on 4 windows of 4 faces changes every layer that learns."""
+    records = synthetic_videos(2, 1, frames=4, size=32, seed=0)  # 2 real, 2 fake videos: 16 faces
+    x = torch.stack([to_tensor(r.crops) for r in records])
+    y = torch.tensor([r.label for r in records])
+    det = detector(**settings)
+    pool = FacePool(crops=np.concatenate([r.crops for r in records]), landmarks=np.concatenate([r.landmarks for r in records]),
+                    labels=np.repeat(y.numpy(), 4), video_index=np.repeat(np.arange(4), 4),
+                    videos=[{"label": int(label), "manipulation": r.manipulation} for label, r in zip(y, records)])
+    data = build_data("two_branch", det.cfg)
+    data.window_length = 4
+    data.prepare(det, pool)
+    assert bool(torch.count_nonzero(det.center)) == det.hypersphere  # the cross-entropy head needs no centre
+    epoch = data.train_dataset(pool, seed=0)
+    assert len(epoch) == 8 and sorted(int(epoch[i][1]) for i in range(len(epoch))) == [0] * 4 + [1] * 4
+    opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
+    before = {k: v.detach().clone() for k, v in det.named_parameters()}
+    det.train()
+    opt.zero_grad()
+    loss = det.loss(det(det.preprocess(x)), y)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and loss.item() > 0
+    changed = {k for k, v in det.named_parameters() if not torch.equal(v, before[k])}
+    for module in det.new_modules() + [det.densenet.features.denseblock1, det.densenet.features.denseblock4]:
+        ids = {id(p) for p in module.parameters()}
+        assert {k for k, p in det.named_parameters() if id(p) in ids} & changed, (name, type(module).__name__)
+    det.eval()
+    with torch.no_grad():
+        assert det.proba(det(det.preprocess(x))).shape == (4,)
 
 
 def test_trains_resumes_and_scores_windows(tmp_path):
@@ -441,5 +657,14 @@ def test_trains_resumes_and_scores_windows(tmp_path):
     test = write_synthetic_shards(tmp_path / "test", synthetic_videos(2, 1, frames=8, size=32, seed=2), split="test",
                                   faces_config=WINDOWS)
     table = score_faces(model, test, 8)
-    assert len(table) == 8 and table.groupby("video_id").size().tolist() == [2, 2, 2, 2]
-    assert set(table["frame_index"]) == {0, 40} and table["score"].between(0, 1).all()
+    # 2 windows of 4 faces per video, one row per face
+    assert len(table) == 32 and table.groupby("video_id").size().tolist() == [8, 8, 8, 8]
+    assert table.groupby("video_id")["window"].nunique().tolist() == [2, 2, 2, 2]
+    assert table["score"].between(0, 1).all() and table.groupby("video_id")["video_score"].nunique().eq(1).all()
+    # the score file as the score job writes it: the metrics read the video's own score back
+    from dfrobust.evaluation.metrics import compute_metrics, read_scores
+
+    path = tmp_path / "scores.csv"
+    table.to_csv(path, index=False, float_format="%.8g")
+    metrics = compute_metrics(read_scores(path), block("evaluation", {"bootstrap": 0}))
+    assert metrics["counts"]["frames"] == {"real": 16, "fake": 16} and 0 <= metrics["video_auc"] <= 1

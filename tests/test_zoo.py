@@ -112,6 +112,8 @@ def test_two_branch_rows_train_and_score_windows_through_the_workflow(windows_ru
     assert len(table) == len(rows)
     values = table.drop(columns=["method", "train_quality"]).to_numpy(dtype=float)
     assert ((values >= 0) & (values <= 100)).all(), table
-    # one score row per window: the test faces are 1 window of 3 frames per video (tiny: 3 test frames)
+    # one score row per face, each carrying its window's score: the test faces are 1 window of 3 frames
+    # per video (tiny: 3 test frames), and every row of a video its video's score
     scores = pd.read_csv(workdir / "results" / "scores" / "two_branch" / "c23" / "ffpp" / "raw" / "clean.csv")
-    assert scores.groupby("video_id").size().eq(1).all()
+    assert scores.groupby("video_id")["window"].nunique().eq(1).all() and scores.groupby("video_id").size().le(3).all()
+    assert scores.groupby("video_id")["video_score"].nunique().eq(1).all()

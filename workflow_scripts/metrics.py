@@ -5,5 +5,5 @@ from dfrobust.stages.score import evaluate_file
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_logged(
     sm.log[0], evaluate_file, list(sm.input.scores), sm.output[0], sm.params.evaluation, sm.params.cell,
-    inputs=[sm.input.model], shards=list(sm.input.shards),
+    inputs=[sm.input.model], shards=list(sm.input.shards), thresholds=list(sm.input.thresholds),
 )

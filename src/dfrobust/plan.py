@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -152,6 +152,7 @@ class TestSet:
     qualities: tuple[str, ...]  # several: the copies of every quality pooled (each video once per quality)
     manipulations: tuple[str, ...] | None = None  # None: all
     split: str = "test"  # a split of the dataset, or "all"
+    thresholds_from: str | None = None  # a table column's: recall thresholds chosen on this other test set
 
     @property
     def quality(self) -> str:
@@ -224,8 +225,21 @@ class Plan:
         return {(m.id, c.test_set, c.operation) for t in self.tables.values() for m in t.rows for c in t.columns}
 
     def score_keys(self) -> set[tuple[str, str, str, str, str]]:
-        """(model id, dataset, quality, split, operation) of every score file."""
-        return {(model, *copy, operation) for model, test_set, operation in self.cells() for copy in self.copies_of(test_set)}
+        """(model id, dataset, quality, split, operation) of every score file (a column choosing its
+        thresholds on another test set needs that one's too)."""
+        return {(model, *copy, operation) for model, test_set, operation in self.cells() for read in self.reads(test_set)
+                for copy in self.copies_of(read)}
+
+    def reads(self, test_set: str) -> list[str]:
+        """The test sets whose scores a test set's metrics read: itself, and the one its
+        thresholds come from."""
+        source = self.test_sets[test_set].thresholds_from
+        return [test_set] + ([source] if source else [])
+
+    def threshold_score_files(self, model_id: str, test_set: str, operation: str) -> list[str]:
+        """The score files a test-from-valid column chooses its thresholds on (none for others)."""
+        source = self.test_sets[test_set].thresholds_from
+        return self.score_files(model_id, source, operation) if source else []
 
     def copies_of(self, test_set: str) -> list[tuple[str, str, str]]:
         """(dataset, quality, split) of each copy a test set's faces and scores come from
@@ -314,10 +328,14 @@ class Plan:
     def metrics_cell(self, test_set: str, operation: str) -> dict:
         """What a metrics file is about, besides its model: test set and operation."""
         ts, op = self.test_sets[test_set], self.operations[operation]
-        return {"test_set": ts.name, "dataset": ts.dataset, "quality": ts.quality, "split": ts.split,
-                "qualities": list(ts.qualities),
-                "manipulations": list(ts.manipulations or []) or None, "operation": operation,
-                **{k: getattr(op, k) for k in ("category", "sweep", "level") if getattr(op, k) is not None}}
+        out = {"test_set": ts.name, "dataset": ts.dataset, "quality": ts.quality, "split": ts.split,
+               "qualities": list(ts.qualities),
+               "manipulations": list(ts.manipulations or []) or None, "operation": operation,
+               **{k: getattr(op, k) for k in ("category", "sweep", "level") if getattr(op, k) is not None}}
+        if ts.thresholds_from:
+            source = self.test_sets[ts.thresholds_from]
+            out["thresholds_from"] = {"test_set": source.name, "manipulations": list(source.manipulations or []) or None}
+        return out
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -485,8 +503,22 @@ def table1_of(config: dict, models: list[Model], base: TestSet, operations: dict
     return Table(TABLE1, None, rows, columns, ["video_auc"], "Video-level AUC (%).", average=True)
 
 
+def thresholds_test_set(test_sets: dict[str, TestSet], test_set: str, source: str, where: str) -> str:
+    """The test set of a column whose recall thresholds are chosen on test set `source` ("test-from-valid"):
+    `test_set` under the name "{test_set}@{source}" (its metrics file's folder), added to `test_sets`;
+    its scores are `test_set`'s."""
+    if source not in test_sets:
+        raise InputError(f"config key '{where}.thresholds_from': no test set {source!r} ({sorted(test_sets)})")
+    if source == test_set:
+        raise InputError(f"config key '{where}.thresholds_from': the column's own test set; leave it out (thresholds are "
+                         f"chosen on the test set itself by default)")
+    derived = replace(test_sets[test_set], name=f"{test_set}@{source}", thresholds_from=source)
+    return test_sets.setdefault(derived.name, derived).name
+
+
 def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, TestSet],
              operations: dict[str, Operation]) -> Table:
+    """A declared table; a column with `thresholds_from` adds its test set (thresholds_test_set) to `test_sets`."""
     columns = []
     for i, col in enumerate(spec["columns"]):
         col = {"test_set": col} if isinstance(col, str) else col
@@ -496,7 +528,10 @@ def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, Test
         if operation not in operations:
             raise InputError(f"config key 'tables.{name}.columns.{i}.operation': no operation {operation!r} ({list(operations)})")
         label = col.get("label") or (col["test_set"] if operation == REFERENCE else f"{col['test_set']} {operation}")
-        columns.append(Column(col["test_set"], operation, label, averaged=spec["average"]))
+        test_set = col["test_set"]
+        if col.get("thresholds_from"):
+            test_set = thresholds_test_set(test_sets, test_set, col["thresholds_from"], f"tables.{name}.columns.{i}")
+        columns.append(Column(test_set, operation, label, averaged=spec["average"]))
     return Table(name, spec["title"] or name, rows, columns, list(spec["metrics"]), spec["note"], average=spec["average"],
                  group=spec["group"])
 
@@ -536,7 +571,7 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
         tables[name] = table_of(name, spec, rows, test_sets, ops)
     check_pretrained_weights(models, config["detectors"])
     plan = Plan(main, datasets, models, test_sets, tables, ops, base_quality, config["faces"]["shard_size"])
-    used = {test_set for _, test_set, _ in plan.cells()}
+    used = {read for _, test_set, _ in plan.cells() for read in plan.reads(test_set)}
     for name in sorted(used):
         ts = test_sets[name]
         check_listed(f"test_sets.{name}" if name != base.name else "operations.base_quality", datasets[ts.dataset],

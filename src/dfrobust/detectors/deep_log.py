@@ -3,7 +3,13 @@
 x - up(down(G * x)) with a fixed Gaussian G (a Laplacian pyramid), which
 removes the smooth face content (a constant map gives exactly zero) and keeps
 high frequencies at S scales; the bands, brought back to the input size, are
-mixed by a learned 1x1 convolution.
+mixed by a learned 1x1 convolution, then batch-normalised and rectified (the
+form of the multi-scale Laplacian layer in the code of a later paper by the
+same group, HiFi-Net: github.com/CHELSEA234/HiFi_IFDL,
+applications/deepfake_detection/sequence/models/LaPlacianMs.py: bands
+x - up(down(G_s * x)), concatenated, 1x1 conv, BatchNorm, ReLU). In the
+two-branch network the layer maps the stem's 64 channels to 64 channels, the
+input width of the dense block that follows it (a copy of DenseNet's first).
 
 G is a buffer, not a parameter: no optimiser, weight decay or checkpoint
 restore can change it. Borders replicate (so constants stay constant on any
@@ -32,7 +38,7 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class MultiScaleLoG(nn.Module):
-    """(N, C, H, W) -> (N, out_channels, H, W): 1x1 conv of the S band-pass maps."""
+    """(N, C, H, W) -> (N, out_channels, H, W): ReLU(BN(1x1 conv of the S band-pass maps))."""
 
     def __init__(self, in_channels: int, out_channels: int, scales: int = 3, sigma: float = 1.0):
         super().__init__()
@@ -41,6 +47,7 @@ class MultiScaleLoG(nn.Module):
         self.in_channels, self.scales = in_channels, scales
         self.register_buffer("gaussian", gaussian_kernel(sigma)[None, None].repeat(in_channels, 1, 1, 1))
         self.mix = nn.Conv2d(in_channels * scales, out_channels, kernel_size=1, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels)
 
     def blur(self, x: torch.Tensor) -> torch.Tensor:
         pad = self.gaussian.shape[-1] // 2
@@ -57,4 +64,4 @@ class MultiScaleLoG(nn.Module):
         return torch.cat(out, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mix(self.bands(x))
+        return F.relu(self.norm(self.mix(self.bands(x))))

@@ -1,38 +1,61 @@
 """Two-branch recurrent network (Masi et al., "Two-branch Recurrent Network
 for Isolating Deepfakes in Videos", ECCV 2020): the sequence detector.
 
-Per face: a DenseNet-121 stem (timm `densenet121`) feeds two branches, RGB
-(the first dense block) and Deep LoG (deep_log.MultiScaleLoG on the stem's
-maps, S = 3 scales, fixed Gaussian, 1x1 conv to the first block's width);
-the two aligned maps are concatenated and fused by a point-wise convolution
-with 2 groups (each group projects one branch to half the channels; the
-next dense block mixes them); then the three downstream DenseNet blocks with
-dropout 0.2 after each dense layer, and global average pooling to 1024. A
-bidirectional LSTM (hidden 128) runs over the window's F faces; the last
-hidden states of both directions, concatenated, are the window's embedding
-Phi (D = 256). `lstm: false` trains frame by frame (the paper's ablation):
-every face is its own sample with its 1024-d embedding, and a window's score
-is the mean of its faces' scores.
+Per face (input 224 px): a DenseNet-121 stem (timm `densenet121`, 56x56x64)
+feeds two branches that each end at 28x28x128:
 
-Loss (hypersphere): the centre c is the mean embedding of every real
-training window under the initial network (eval mode, computed once before
-the first epoch by `prepare`, kept as a buffer in checkpoints and weights);
-L = mean over real windows of max(0, |Phi - c| - r_minus) + mean over fake
-windows of max(0, r_plus - |Phi - c|). The score of a window is
-d / (d + m) with d = |Phi - c| and m = (r_minus + r_plus) / 2: monotonic in
-d (AUCs are those of d), in [0, 1), 0.5 halfway between the margins, and it
-does not saturate in float32 the way a sigmoid would (no ties among far
-fakes). A video's score is the mean over its windows (the metrics' rule).
+    Phi_RGB  the first dense block and transition          (56x56x256 -> 28x28x128)
+    Phi_LoG  the multi-scale LoG on the stem's maps (deep_log.MultiScaleLoG, 64 -> 64
+             channels), then its own dense block and transition, copies of the RGB
+             branch's (initialised from the same ImageNet weights)
 
-Training data: windows stored by the face stage (faces.windows); each epoch
-takes one random window of every training video, reals over-sampled to as
-many draws as fakes. Optimiser: Adam lr mu = 1e-3, weight decay 1e-6; the
-LoG block, the fusion and the LSTM learn at mu, the DenseNet blocks at
-mu / 2^L (`block_lr`); lr / 10 when the validation loss stalls, 3 times at most.
+The two maps are concatenated (28x28x256) and fused by a point-wise
+convolution with 2 groups (each group maps one branch's 128 channels to 64;
+`fusion_groups: 1` mixes them), BatchNorm, ReLU and dropout; the three
+downstream DenseNet blocks follow, with global average pooling to 1024.
+Dropout 0.2 sits after every dense layer, the first block and its LoG copy
+included (`dense_dropout`). A bidirectional LSTM (hidden 128) runs over the
+window's F faces; the last hidden states of both directions, concatenated
+(`lstm_combine: sum` adds them), are the window's embedding Phi (D = 256).
+`lstm: false` trains frame by frame (the paper's ablation): every face is
+its own sample with its 1024-d embedding. `log_branch: false` is the single
+(RGB) branch network of the paper's ablation.
+
+Loss (`loss: hypersphere`, Eq. 2): the centre c is the mean embedding of
+every real training window under the initial network (eval mode, computed
+once before the first epoch by `prepare`, kept as a buffer in checkpoints
+and weights); L = mean over real windows of max(0, |Phi - c| - r_minus) +
+mean over fake windows of max(0, r_plus - |Phi - c|). Radii: 0.042 / 1.638
+with the LSTM (D = 256), 2.5 / 97.5 without (D = 1024); the pairs are
+R (1 -+ 0.95) with R = 0.84 and R = 50. `loss: ce` is the plain encoder of
+the paper's ablation: a linear 2-way head on Phi and cross-entropy.
+
+Scores: a window's value is its distance d = |Phi - c| (without the LSTM,
+each face has its own); its score is d / (d + R), R = (r_minus + r_plus) / 2:
+monotonic in d (AUCs are those of d), 0.5 at R (the accuracy threshold, as
+the hypersphere's decision d >= R), no float32 saturation among far fakes.
+A video's score is g(mean of its windows' distances), written in every row
+of its score table (`video_score`), not the mean of the rows' scores (which
+can reorder videos: windows d = [0, 10] against [3, 3]). The score table has
+one row per face: each frame of a window carries its window's score (frame
+metrics count frames). With `loss: ce` the value is the fake probability.
+
+Training data: windows stored by the face stage (faces.windows). A
+stratified epoch draws `real_windows` (2) random windows of every real
+training video, and as many fake windows, shared equally by the trained
+manipulations, each drawing its videos without replacement from fresh
+permutations: on FF++ (720 real, 4 x 720 fake training videos) every real
+video twice and a random half of each manipulation's, 2880 windows.
+Optimiser: Adam lr mu = 1e-3, weight decay 1e-6; the LoG branch (its dense
+block copy included), the fusion, the LSTM (and the CE head) learn at mu, the
+DenseNet blocks at mu / 2^L (`block_lr`); lr / 10 after 50 stratified epochs
+without a lower validation loss, 3 times at most; 204 stratified epochs
+(4 x 51: three plateaus ending in a reduction and a fourth at the last lr).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -49,6 +72,16 @@ from dfrobust.detectors.deep_log import MultiScaleLoG
 from dfrobust.detectors.registry import register
 from dfrobust.detectors.tensors import pick_frames, resize_crops, to_tensor
 from dfrobust.media.windows import window_count, windows_of
+
+#: the paper's radii (r_minus, r_plus) by mode: with the LSTM (2D = 256) and frame by frame (D = 1024)
+RADII = {True: (0.042, 1.638), False: (2.5, 97.5)}
+
+
+def radii(cfg: dict[str, Any]) -> tuple[float, float]:
+    """(r_minus, r_plus): the config's, or where null the paper's for the mode (`lstm`)."""
+    default = RADII[bool(cfg["lstm"])]
+    return (float(default[0] if cfg["r_minus"] is None else cfg["r_minus"]),
+            float(default[1] if cfg["r_plus"] is None else cfg["r_plus"]))
 
 
 def pool_windows(pool, length: int) -> list[np.ndarray]:
@@ -76,27 +109,43 @@ def _window_tensor(crops: np.ndarray, augment: Augmenter | None = None, seed: in
     return to_tensor(crops)[None]
 
 
+def _draws(rng: np.random.Generator, members: np.ndarray, n: int) -> np.ndarray:
+    """n draws from `members` without replacement, cycling through fresh permutations."""
+    if n <= 0 or not len(members):
+        return np.zeros(0, np.int64)
+    return np.concatenate([rng.permutation(members) for _ in range(-(-n // len(members)))])[:n]
+
+
 class WindowEpoch(Dataset):
-    """One training epoch: one random window of every video, the smaller class
-    over-sampled (fresh permutations, then a random part of one) to as many
-    draws as the larger, in a seeded shuffled order. Items are (1, F, 3, S, S)."""
+    """One stratified training epoch of windows, in a seeded shuffled order.
+
+    balanced: every real video `real_windows` times, and as many fake draws,
+    shared equally by the manipulations present (the first ones get one more
+    when they do not divide), each drawing its videos without replacement
+    from fresh permutations; every draw is a random window of its video.
+    With both classes FF++'s four manipulations give the paper's rule, reals
+    x2 and each manipulation /2. Not balanced (or one class only): every
+    video once. Items are (1, F, 3, S, S).
+    """
 
     images_per_item = 1
 
-    def __init__(self, pool, length: int, seed: int, balanced: bool = True, augment: Augmenter | None = None):
+    def __init__(self, pool, length: int, seed: int, balanced: bool = True, real_windows: int = 2,
+                 augment: Augmenter | None = None):
         self.pool, self.seed, self.augment = pool, seed, augment
         self.windows = pool_windows(pool, length)
         self.labels = np.array([v["label"] for v in pool.videos], np.int64)
+        manipulations = np.array([v["manipulation"] for v in pool.videos])
         rng = np.random.default_rng(seed)
-        classes = np.unique(self.labels)
         videos = np.arange(len(self.labels))
-        if balanced and len(classes) > 1:
-            n = max(int((self.labels == c).sum()) for c in classes)
-            draws = []
-            for c in classes:
-                members = np.flatnonzero(self.labels == c)
-                draws.append(np.concatenate([rng.permutation(members) for _ in range(-(-n // len(members)))])[:n])
-            videos = np.concatenate(draws)
+        reals, fakes = videos[self.labels == 0], videos[self.labels == 1]
+        if balanced and len(reals) and len(fakes):
+            real_draws = np.repeat(reals, int(real_windows))
+            names = sorted(set(manipulations[fakes]))
+            share, extra = divmod(len(real_draws), len(names))
+            fake_draws = [_draws(rng, fakes[manipulations[fakes] == name], share + (i < extra))
+                          for i, name in enumerate(names)]
+            videos = np.concatenate([real_draws, *fake_draws])
         self.videos = rng.permutation(videos)
         self.choice = np.array([rng.integers(len(self.windows[v])) for v in self.videos], np.int64)
 
@@ -132,7 +181,7 @@ class PoolWindows(Dataset):
 
 class WindowData(FaceData):
     """The two-branch network's data: windows of F consecutive faces stored by the face
-    stage (faces.windows), one random window of every training video per epoch."""
+    stage (faces.windows), stratified epochs of random windows."""
 
     def __init__(self, cfg: dict[str, Any], name: str):
         super().__init__(cfg, name)
@@ -156,7 +205,8 @@ class WindowData(FaceData):
         return np.concatenate([complete[i] for i in pick_frames(len(complete), window_count(k, length))])
 
     def train_dataset(self, pool, seed: int) -> Dataset:
-        return WindowEpoch(pool, self.window_length, seed, balanced=bool(self.cfg["balanced"]), augment=self.augmenter())
+        return WindowEpoch(pool, self.window_length, seed, balanced=bool(self.cfg["balanced"]),
+                           real_windows=int(self.cfg["real_windows"]), augment=self.augmenter())
 
     def val_dataset(self, pool, seed: int) -> Dataset:
         return PoolWindows(pool, self.window_length)
@@ -170,7 +220,10 @@ class WindowData(FaceData):
 
     @torch.no_grad()
     def prepare(self, detector, train_pool) -> None:
-        """The centre c: mean embedding of every real training window, initial network, eval mode."""
+        """The centre c: mean embedding of every real training window, initial network, eval mode
+        (the hypersphere loss only; the cross-entropy head needs none)."""
+        if not detector.hypersphere:
+            return
         data = PoolWindows(train_pool, self.window_length, labels=(0,))
         if not len(data):
             raise InputError(f"detectors.{self.name}: no real training window to place the hypersphere centre on")
@@ -186,8 +239,11 @@ class WindowData(FaceData):
         detector.train(was_training)
 
     def score_records(self, detector, records: list, window_length: int, batch_size: int,
-                      log=print) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One row per window with a face: frame_index = the window's first frame.
+                      log=print) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+        """One row per face of every scored window, frame_index = its frame: each face carries its
+        window's score (without the LSTM, its own), and every row of a video the video's score
+        (columns `window`: the window's number in the video, `video_score`: g(mean of the
+        windows' values), see TwoBranch.video_score).
 
         A window with fewer faces than F (a video shorter than one window, or
         frames without a face) is scored on the faces it has (the LSTM takes
@@ -202,7 +258,7 @@ class WindowData(FaceData):
         full = [(i, k) for i, ws in enumerate(wins) for k, w in enumerate(ws) if len(w.rows) == length]
         short = [(i, k) for i, ws in enumerate(wins) for k, w in enumerate(ws) if 0 < len(w.rows) < length]
         empty = sum(len(w.rows) == 0 for ws in wins for w in ws)
-        scores: dict[tuple[int, int], float] = {}
+        values: dict[tuple[int, int], np.ndarray] = {}  # per window: its value per face (F,)
 
         faces = [self.view_faces(r) if r.n_faces else r.crops for r in records]  # cut as in training (the detector's crop)
 
@@ -215,8 +271,8 @@ class WindowData(FaceData):
             with torch.inference_mode():
                 for keys, batch in [(full, max(1, batch_size // length))] + [([key], 1) for key in short]:
                     for start, x in self._window_batches(keys, crops_of, batch):
-                        out = detector.predict_proba(detector.preprocess(x)).float().cpu().numpy()
-                        scores.update(zip(keys[start : start + batch], out.tolist()))
+                        out = detector.face_values(detector(detector.preprocess(x)), x.shape[1]).double().cpu().numpy()
+                        values.update(zip(keys[start : start + batch], out))
         finally:
             detector.train(was_training)
         if short or empty:
@@ -224,59 +280,96 @@ class WindowData(FaceData):
                 f"or frames without a face) scored on the faces they have; {empty} window(s) without a face not scored")
         out = []
         for i, ws in enumerate(wins):
-            keys = [(i, k) for k in range(len(ws)) if (i, k) in scores]
-            out.append((np.array([ws[k].first_frame for _, k in keys], np.int64),
-                        np.array([scores[key] for key in keys], np.float32)))
+            keys = [(i, k) for k in range(len(ws)) if (i, k) in values]
+            if not keys:
+                out.append((np.zeros(0, np.int64), np.zeros(0, np.float32), {"window": np.zeros(0, np.int64),
+                                                                              "video_score": np.zeros(0, np.float32)}))
+                continue
+            face_values = np.concatenate([values[key] for key in keys])
+            video = detector.video_score([values[key] for key in keys])
+            out.append((np.concatenate([records[i].frame_indices[ws[k].rows] for _, k in keys]).astype(np.int64),
+                        detector.score_of(face_values).astype(np.float32),
+                        {"window": np.concatenate([np.full(len(ws[k].rows), k, np.int64) for _, k in keys]),
+                         "video_score": np.full(len(face_values), video, np.float32)}))
         return out
 
 
 @register("two_branch")
 class TwoBranch(Detector):
-    """Two-branch recurrent network (Masi et al.): DenseNet-121 with an RGB and a multi-scale LoG branch, BiLSTM over windows of faces, hypersphere loss."""
+    """Two-branch recurrent network (Masi et al.): DenseNet-121 with an RGB and a Deep LoG branch (each its own first dense block), BiLSTM over windows of faces, hypersphere loss."""
 
     defaults = {
         "backbone": "densenet121",
         "optimizer": {"name": "adam", "lr": 1.0e-3, "weight_decay": 1.0e-6},
-        "lr_schedule": {"name": "plateau", "factor": 0.1, "patience": 1, "max_reductions": 3},
-        "epochs": 30,
+        "lr_schedule": {"name": "plateau", "factor": 0.1, "patience": 50, "max_reductions": 3},
+        "epochs": 204,
         "batch_size": 8,
-        "frames_per_video": 100,
-        "val_frames_per_video": 32,
+        "frames_per_video": 270,
+        "val_frames_per_video": 110,
+        "real_windows": 2,
+        "log_branch": True,
         "log_scales": 3,
         "log_sigma": 1.0,
+        "fusion_groups": 2,
         "dense_dropout": 0.2,
         "lstm": True,
         "lstm_hidden": 128,
-        "r_minus": 0.5,
-        "r_plus": 2.0,
+        "lstm_combine": "concat",
+        "loss": "hypersphere",
+        "r_minus": None,
+        "r_plus": None,
         "block_lr": "output",
     }
     settings = {
         "backbone": {"type": "string", "enum": ["densenet121", "densenet169", "densenet201", "densenet161"],
                      "description": "A timm DenseNet (the paper: densenet121)."},
+        "epochs": {"type": "integer", "minimum": 1,
+                   "description": "Stratified epochs (the paper's unit: `real_windows` windows of every real video and "
+                                  "as many fake ones, see real_windows); 204 = 4 x (patience 50 + 1): three plateaus "
+                                  "that each end in a reduction and a fourth at the last lr."},
         "batch_size": {"type": "integer", "minimum": 2, "description": "Windows per training step."},
         "frames_per_video": {"type": "integer", "minimum": 1,
                              "description": "Faces per training video, in whole windows: ceil(k / F) complete windows "
-                                            "spread over those the face stage stored (F = faces.windows.length)."},
+                                            "spread over those the face stage stored (F = faces.windows.length; "
+                                            "the paper: 270, 27 windows of 10)."},
         "val_frames_per_video": {"type": "integer", "minimum": 1,
-                                 "description": "Faces per validation video, in whole windows (as frames_per_video)."},
+                                 "description": "Faces per validation video, in whole windows (the paper: 110)."},
+        "real_windows": {"type": "integer", "minimum": 1,
+                         "description": "Stratified epoch: random windows drawn from every real training video (the paper: "
+                                        "2); as many fake windows, shared equally by the trained manipulations "
+                                        "(FF++: a random half of each's videos). `balanced: false`: every video once."},
+        "log_branch": {"type": "boolean",
+                       "description": "The Deep LoG branch (false: the single RGB branch of the paper's ablation, "
+                                      "no fusion)."},
         "log_scales": {"type": "integer", "minimum": 1, "description": "Scales S of the Deep LoG branch."},
         "log_sigma": {"type": "number", "exclusiveMinimum": 0,
                       "description": "Sigma of the fixed Gaussian of the LoG branch (pixels of the stem's maps; 5 taps at 1)."},
+        "fusion_groups": {"type": "integer", "enum": [1, 2],
+                          "description": "Groups of the 1x1 fusion convolution (2: each branch to half the channels; "
+                                         "1: mixed; the paper's ablation)."},
         "dense_dropout": {"type": "number", "minimum": 0, "maximum": 1,
-                          "description": "Dropout after each dense layer of the three downstream DenseNet blocks."},
+                          "description": "Dropout after every dense layer (the first block and its LoG copy included) "
+                                         "and after the fusion."},
         "lstm": {"type": "boolean",
                  "description": "Bidirectional LSTM over each window; false: frame by frame (1024-d embeddings, "
-                                "a window's score the mean of its faces')."},
-        "lstm_hidden": {"type": "integer", "minimum": 1, "description": "LSTM hidden size per direction (D = 2 x this)."},
-        "r_minus": {"type": "number", "minimum": 0,
-                    "description": "Hypersphere loss: reals are pulled inside this distance from the centre."},
-        "r_plus": {"type": "number", "exclusiveMinimum": 0,
-                   "description": "Hypersphere loss: fakes are pushed beyond this distance (> r_minus)."},
+                                "every face its own sample and score)."},
+        "lstm_hidden": {"type": "integer", "minimum": 1, "description": "LSTM hidden size per direction."},
+        "lstm_combine": {"type": "string", "enum": ["concat", "sum"],
+                         "description": "The two directions' last hidden states concatenated (D = 2 x hidden) or "
+                                        "summed (D = hidden)."},
+        "loss": {"type": "string", "enum": ["hypersphere", "ce"],
+                 "description": "hypersphere: the paper's loss (Eq. 2) around the mean real embedding; ce: a linear "
+                                "2-way head and cross-entropy (the plain encoder of the paper's ablation)."},
+        "r_minus": {"type": ["number", "null"], "minimum": 0,
+                    "description": "Hypersphere loss: reals are pulled inside this distance from the centre "
+                                   "(null: the paper's, 0.042 with the LSTM, 2.5 without)."},
+        "r_plus": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                   "description": "Hypersphere loss: fakes are pushed beyond this distance, > r_minus "
+                                  "(null: the paper's, 1.638 with the LSTM, 97.5 without)."},
         "block_lr": {"type": "string", "enum": ["output", "input", "same"],
                      "description": "DenseNet block k learns at lr / 2^L: output - L counted from the last block "
                                     "(L = 1) down to the stem and first block (L = 4); input - the other way; "
-                                    "same - all at lr. The LoG branch, fusion and LSTM learn at lr."},
+                                    "same - all at lr. The LoG branch, fusion, LSTM and head learn at lr."},
     }
 
     data_class = WindowData
@@ -285,32 +378,58 @@ class TwoBranch(Detector):
         super().__init__(cfg)
         import timm
 
-        if not float(cfg["r_minus"]) < float(cfg["r_plus"]):
-            raise InputError(f"config key 'detectors.{self.name}': r_minus ({cfg['r_minus']}) must be below r_plus ({cfg['r_plus']})")
+        self.hypersphere = cfg["loss"] == "hypersphere"
+        self.r_minus, self.r_plus = radii(cfg)
+        if self.hypersphere and not self.r_minus < self.r_plus:
+            raise InputError(f"config key 'detectors.{self.name}': r_minus ({self.r_minus}) must be below r_plus ({self.r_plus})")
+        self.margin = (self.r_minus + self.r_plus) / 2  # R: the score is 0.5 there
         pretrained = cfg["pretrained"]
-        self.densenet = timm.create_model(cfg["backbone"], pretrained=pretrained is True, num_classes=0,
-                                          proj_drop_rate=float(cfg["dense_dropout"]))
+        drop = float(cfg["dense_dropout"])
+        self.densenet = timm.create_model(cfg["backbone"], pretrained=pretrained is True, num_classes=0, proj_drop_rate=drop)
         if isinstance(pretrained, str):
             self.weights_report = load_weights_file(self.densenet, pretrained, f"detectors.{self.name}.pretrained")
         f = self.densenet.features
-        for layer in f.denseblock1.values():
-            layer.drop_rate = 0.0  # dropout only in the three downstream blocks
-        stem, width = f.norm0.num_features, f.transition1.conv.in_channels
-        self.log = MultiScaleLoG(stem, width, int(cfg["log_scales"]), float(cfg["log_sigma"]))
-        self.fusion = nn.Conv2d(2 * width, width, kernel_size=1, groups=2, bias=False)
+        stem, width = f.norm0.num_features, f.transition1.conv.out_channels
+        if cfg["log_branch"]:
+            self.log = MultiScaleLoG(stem, stem, int(cfg["log_scales"]), float(cfg["log_sigma"]))
+            # the LoG branch's own first block and transition, initialised as the RGB branch's
+            self.log_block = copy.deepcopy(f.denseblock1)
+            self.log_transition = copy.deepcopy(f.transition1)
+            self.fusion = nn.Conv2d(2 * width, width, kernel_size=1, groups=int(cfg["fusion_groups"]), bias=False)
+            self.fusion_out = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.Dropout(drop))
+        else:
+            self.log = self.log_block = self.log_transition = self.fusion = self.fusion_out = None
         hidden = int(cfg["lstm_hidden"])
+        self.combine = cfg["lstm_combine"]
         self.lstm = nn.LSTM(self.densenet.num_features, hidden, batch_first=True, bidirectional=True) if cfg["lstm"] else None
-        self.embedding_size = 2 * hidden if cfg["lstm"] else self.densenet.num_features
+        if cfg["lstm"]:
+            self.embedding_size = 2 * hidden if self.combine == "concat" else hidden
+        else:
+            self.embedding_size = self.densenet.num_features
+        self.head = None if self.hypersphere else nn.Linear(self.embedding_size, 2)
         self.register_buffer("center", torch.zeros(self.embedding_size))
-        self.r_minus, self.r_plus = float(cfg["r_minus"]), float(cfg["r_plus"])
 
     # -- model -------------------------------------------------------------
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.densenet.features
+        return f.pool0(f.norm0(f.conv0(x)))
+
+    def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(Phi_RGB, Phi_LoG) maps of normalised faces (N, 3, H, W): each (N, 128, H/8, W/8)
+        (28x28 at 224 px); Phi_LoG is None for the single-branch network."""
+        f = self.densenet.features
+        stem = self.stem(x)
+        rgb = f.transition1(f.denseblock1(stem))
+        if self.log is None:
+            return rgb, None
+        return rgb, self.log_transition(self.log_block(self.log(stem)))
+
     def frame_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised faces -> (N, 1024)."""
         f = self.densenet.features
-        stem = f.pool0(f.norm0(f.conv0(x)))
-        x = self.fusion(torch.cat([f.denseblock1(stem), self.log(stem)], dim=1))
-        for name in ("transition1", "denseblock2", "transition2", "denseblock3", "transition3", "denseblock4", "norm5"):
+        rgb, log = self.branches(x)
+        x = rgb if log is None else self.fusion_out(self.fusion(torch.cat([rgb, log], dim=1)))
+        for name in ("denseblock2", "transition2", "denseblock3", "transition3", "denseblock4", "norm5"):
             x = getattr(f, name)(x)
         return x.mean(dim=(2, 3))
 
@@ -324,12 +443,17 @@ class TwoBranch(Detector):
         if self.lstm is None:
             return frames
         _, (h, _) = self.lstm(frames)
-        return torch.cat([h[0], h[1]], dim=1)
+        forward, backward = h[-2], h[-1]  # the last layer's two directions
+        return torch.cat([forward, backward], dim=1) if self.combine == "concat" else forward + backward
 
     def distance(self, output: torch.Tensor) -> torch.Tensor:
         return torch.linalg.vector_norm(output - self.center, dim=-1)
 
     def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not self.hypersphere:
+            logits = self.head(output)
+            y = labels.view(-1, *([1] * (logits.dim() - 2))).expand(logits.shape[:-1])
+            return F.cross_entropy(logits.reshape(-1, 2), y.reshape(-1))
         d = self.distance(output)
         y = labels.view(-1, *([1] * (d.dim() - 1))).expand_as(d)
         real, fake = d[y == 0], d[y == 1]
@@ -340,10 +464,33 @@ class TwoBranch(Detector):
             loss = loss + F.relu(self.r_plus - fake).mean()
         return loss
 
+    # -- scores ------------------------------------------------------------
+    def values(self, output: torch.Tensor) -> torch.Tensor:
+        """What a video's score averages: the distance to the centre (hypersphere) or the fake
+        probability (ce); (B,) per window with the LSTM, (B, F) per face without."""
+        if self.hypersphere:
+            return self.distance(output)
+        return self.head(output).float().softmax(dim=-1)[..., 1]
+
+    def face_values(self, output: torch.Tensor, faces: int) -> torch.Tensor:
+        """(B, F): each face's value; with the LSTM every face of a window carries its window's."""
+        v = self.values(output)
+        return v[:, None].expand(-1, faces) if v.dim() == 1 else v
+
+    def score_of(self, values):
+        """Value -> score in [0, 1]: d / (d + R) for a distance, the probability itself for ce."""
+        return values / (values + self.margin) if self.hypersphere else values
+
+    def video_score(self, windows: list[np.ndarray]) -> float:
+        """A video's score from its windows' face values (one array per window): g(mean over
+        windows of the window's value), a window's value being the mean of its faces' (with the
+        LSTM they are all the window's)."""
+        return float(self.score_of(np.mean([np.mean(w) for w in windows])))
+
     def proba(self, output: torch.Tensor) -> torch.Tensor:
-        d = self.distance(output)
-        score = d / (d + (self.r_minus + self.r_plus) / 2)
-        return score.mean(dim=1) if score.dim() == 2 else score
+        """A window's score: g(its value), without the LSTM g(the mean of its faces' values)."""
+        v = self.values(output)
+        return self.score_of(v.mean(dim=1) if v.dim() == 2 else v)
 
     def trainable_parameters(self) -> list[dict]:
         """Param groups: the new layers at lr first (the logged lr), then each DenseNet block at lr / 2^L."""
@@ -352,8 +499,13 @@ class TwoBranch(Detector):
         blocks = [[f.conv0, f.norm0, f.denseblock1], [f.transition1, f.denseblock2], [f.transition2, f.denseblock3],
                   [f.transition3, f.denseblock4, f.norm5]]
         depth = {"output": [4, 3, 2, 1], "input": [1, 2, 3, 4], "same": [0, 0, 0, 0]}[self.cfg["block_lr"]]
-        new = [self.log, self.fusion] + ([self.lstm] if self.lstm is not None else [])
-        groups = [{"params": [p for m in new for p in m.parameters() if p.requires_grad], "lr": lr}]
+        groups = [{"params": [p for m in self.new_modules() for p in m.parameters() if p.requires_grad], "lr": lr}]
         for modules, level in zip(blocks, depth):
             groups.append({"params": [p for m in modules for p in m.parameters() if p.requires_grad], "lr": lr / 2**level})
         return groups
+
+    def new_modules(self) -> list[nn.Module]:
+        """The layers that learn at lr: the LoG branch (its dense block copy included), the fusion,
+        the LSTM and the cross-entropy head, those that exist."""
+        return [m for m in (self.log, self.log_block, self.log_transition, self.fusion, self.fusion_out, self.lstm, self.head)
+                if m is not None]

@@ -13,6 +13,12 @@ Conventions
   (ROC linear interpolation, as scikit-learn's ``roc_auc_score(max_fpr=)``):
   tied scores give one diagonal step, and where the curve is vertical at a
   requested FAR the highest TAR is taken (the best point with FPR <= FAR).
+* A score table may carry a `video_score` column (a sequence detector whose
+  video score is not the mean of its rows': the two-branch network's
+  g(mean of its windows' distances)); it must be the same in every row of a
+  video, and video-level metrics take it instead of the mean. Frame-level
+  metrics count rows, which for such a detector are faces, each carrying its
+  window's score.
 * Degenerate input (an empty table, only real or only fake videos, labels
   other than 0/1, scores outside [0, 1] or NaN, a video with two labels)
   raises :class:`MetricsInputError` (a ``ValueError``), never a silent NaN:
@@ -33,6 +39,7 @@ from dfrobust.core.errors import InputError
 from dfrobust.evaluation.bootstrap import bootstrap_auc
 
 REQUIRED_COLUMNS = ("video_id", "manipulation", "label", "frame_index", "score")
+VIDEO_SCORE = "video_score"  # optional: a video's own score, in each of its rows
 
 
 class MetricsInputError(InputError, ValueError):
@@ -72,6 +79,14 @@ def check_frames(frames: pd.DataFrame, source: str | os.PathLike | None = None) 
         found = frames.loc[~labels.isin([0, 1]), "label"].unique()[:5].tolist()
         raise MetricsInputError(f"{where}label must be 0 (real) or 1 (fake), found {found}")
     frames["label"] = labels.astype(int)
+    if VIDEO_SCORE in frames.columns:
+        video = pd.to_numeric(frames[VIDEO_SCORE], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(video)) or video.min() < 0 or video.max() > 1:
+            raise MetricsInputError(f"{where}{VIDEO_SCORE} must be a probability in [0, 1] in every row")
+        frames[VIDEO_SCORE] = video
+        uneven = frames.groupby("video_id")[VIDEO_SCORE].nunique()
+        if (uneven > 1).any():
+            raise MetricsInputError(f"{where}video {uneven.index[uneven > 1][0]} has rows with different {VIDEO_SCORE}s")
     per_video = frames.groupby("video_id")[["label", "manipulation"]].nunique()
     mixed = per_video.index[(per_video > 1).any(axis=1)]
     if len(mixed):
@@ -81,7 +96,8 @@ def check_frames(frames: pd.DataFrame, source: str | os.PathLike | None = None) 
 
 def video_scores(frames: pd.DataFrame, source: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per video: video_id, manipulation, label, score (mean of its
-    frame scores, rounded to 12 decimals so that equal means tie exactly),
+    frame scores, or its `video_score` where the table has one, rounded to 12
+    decimals so that equal means tie exactly),
     n_frames; sorted by video_id so results never depend on row order.
 
     Videos are keyed by their full id ("Deepfakes/000_003"), so fakes with the
@@ -91,10 +107,11 @@ def video_scores(frames: pd.DataFrame, source: str | os.PathLike | None = None) 
 
 
 def _aggregate(frames: pd.DataFrame) -> pd.DataFrame:
+    own = VIDEO_SCORE in frames.columns
     videos = (
         frames.groupby("video_id", sort=True)
         .agg(manipulation=("manipulation", "first"), label=("label", "first"),
-             score=("score", "mean"), n_frames=("score", "size"))
+             score=(VIDEO_SCORE, "first") if own else ("score", "mean"), n_frames=("score", "size"))
         .reset_index()
     )
     # equal means must tie whatever the summation order (0.1+0.5)/2 vs 0.3
@@ -152,6 +169,18 @@ def truncated_auc(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
     return partial_area(fpr, tpr, far) / far
 
 
+def vertex_tauc(labels: np.ndarray, scores: np.ndarray, far: float) -> float:
+    """The tAUC reading that may reproduce the two-branch paper's printed tAUCs: the mean TAR
+    over the vertices of scikit-learn's default ROC (roc_curve with drop_intermediate=True,
+    its (0, 0) start included) whose FAR is <= `far`. Not an area: it depends on which
+    vertices the curve keeps. It is what `get_trunc_auc` computes in code from the authors'
+    group (github.com/CHELSEA234/HiFi_IFDL, applications/deepfake_detection/sequence/torch_utils.py,
+    and the same group's anti-spoofing evaluation script: tpr[fpr <= far].mean() of roc_curve);
+    the paper's text defines tAUC as an area (truncated_auc)."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(np.mean(tpr[fpr <= far]))
+
+
 def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
     """FPR where FPR = FNR on the linearly interpolated ROC curve.
 
@@ -166,17 +195,31 @@ def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
     return float(fpr[i - 1] + share * (fpr[i] - fpr[i - 1]))
 
 
+def recall_threshold(labels: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """The highest threshold whose recall (fakes with score >= threshold) reaches `recall`;
+    thresholds only at observed scores, so tied scores are called together."""
+    order = np.argsort(-scores, kind="stable")
+    ranked_scores, ranked = scores[order], labels[order]
+    tp = np.cumsum(ranked == 1)
+    last = np.r_[ranked_scores[1:] != ranked_scores[:-1], True]  # cut only between distinct scores
+    k = int(np.flatnonzero(last & (tp >= recall * tp[-1]))[0])
+    return float(ranked_scores[k])
+
+
+def precision_at(labels: np.ndarray, scores: np.ndarray, threshold: float, alpha: float) -> tuple[float | None, float]:
+    """(weighted precision TP / (TP + alpha FP), recall) of calling fake every score >=
+    `threshold`; the precision is None when nothing is called fake."""
+    called = scores >= threshold
+    tp, fp = int(np.sum(called & (labels == 1))), int(np.sum(called & (labels == 0)))
+    recall = tp / int(np.sum(labels == 1))
+    return (None if tp + fp == 0 else tp / (tp + alpha * fp)), float(recall)
+
+
 def weighted_precision(labels: np.ndarray, scores: np.ndarray, recall: float, alpha: float) -> float:
     """The DFDC preview's weighted precision at a recall: TP / (TP + alpha FP)
     at the highest threshold whose recall reaches `recall` (alpha weighs the
     false alarms by how much more common real videos are in the wild)."""
-    order = np.argsort(-scores, kind="stable")
-    ranked_scores, ranked = scores[order], labels[order]
-    tp, fp = np.cumsum(ranked == 1), np.cumsum(ranked == 0)
-    last = np.r_[ranked_scores[1:] != ranked_scores[:-1], True]  # cut only between distinct scores
-    reached = np.flatnonzero(last & (tp >= recall * tp[-1]))
-    k = int(reached[0])
-    return float(tp[k] / (tp[k] + alpha * fp[k]))
+    return precision_at(labels, scores, recall_threshold(labels, scores, recall), alpha)[0]
 
 
 def _pct(far: float) -> str:
@@ -198,7 +241,8 @@ def roc_points(frames: pd.DataFrame, level: str = "video") -> tuple[np.ndarray, 
     return _roc(labels, table["score"].to_numpy())
 
 
-def compute_metrics(frames: pd.DataFrame, evaluation: Mapping, source: str | os.PathLike | None = None) -> dict:
+def compute_metrics(frames: pd.DataFrame, evaluation: Mapping, source: str | os.PathLike | None = None,
+                    thresholds_from: pd.DataFrame | None = None) -> dict:
     """All metrics of one per-frame score table, as a flat JSON-ready dict;
     `evaluation` is the validated evaluation block (bootstrap, seed, ci,
     far_levels, threshold, recall_levels, wp_alpha: dfrobust.core.config.block).
@@ -209,9 +253,15 @@ def compute_metrics(frames: pd.DataFrame, evaluation: Mapping, source: str | os.
     average_precision (video level), for each FAR level f in `far_levels`
     tar_at_far_{f}pct, tauc_{f}pct (truncated AUC) and pauc_{f}pct (McClish
     standardized partial AUC), at video level on the linearly interpolated
-    ROC, and the same prefixed frame_ at frame level; for each recall r in
+    ROC, tauc_vtx_{f}pct (the vertex reading of tAUC, `vertex_tauc`), and the
+    same prefixed frame_ at frame level; for each recall r in
     `recall_levels`, log_wp_at_recall_{r} (natural log of the DFDC preview's
-    weighted precision, video level, weight `wp_alpha`); ci_low/ci_high (stratified percentile bootstrap of video AUC over
+    weighted precision, video level, weight `wp_alpha`; None when nothing is
+    called fake or no fake is among those called), recall_at_recall_{r} (the
+    recall its threshold achieves) and threshold_at_recall_{r}: the threshold
+    is the highest reaching recall r on this table, or with `thresholds_from`
+    (another score table: the validation set of "test-from-valid") on that
+    table's videos, applied here; ci_low/ci_high (stratified percentile bootstrap of video AUC over
     videos, `bootstrap` resamples, `seed`; None when bootstrap == 0);
     per_manipulation ({name: {video_auc, n_videos}}: that method's fakes
     against all real videos); counts (videos/frames per class).
@@ -253,8 +303,21 @@ def compute_metrics(frames: pd.DataFrame, evaluation: Mapping, source: str | os.
         out[f"frame_tar_at_far_{_pct(far)}"] = tpr_at_fpr(frame_fpr, frame_tpr, far)
         out[f"frame_tauc_{_pct(far)}"] = truncated_auc(frame_fpr, frame_tpr, far)
         out[f"frame_pauc_{_pct(far)}"] = standardized_pauc(frame_fpr, frame_tpr, far)
+        out[f"tauc_vtx_{_pct(far)}"] = vertex_tauc(v_labels, v_scores, far)
+        out[f"frame_tauc_vtx_{_pct(far)}"] = vertex_tauc(f_labels, f_scores, far)
+    if thresholds_from is not None:
+        chosen = _aggregate(check_frames(thresholds_from, f"{source or 'scores'} (thresholds_from)"))
+        _require_both_classes(chosen["label"].to_numpy(), "videos to choose thresholds on", source)
+        t_labels, t_scores = chosen["label"].to_numpy(), chosen["score"].to_numpy()
+    else:
+        t_labels, t_scores = v_labels, v_scores
     for recall in recall_levels:
-        out[f"log_wp_at_recall_{format(recall, 'g')}"] = float(np.log(weighted_precision(v_labels, v_scores, recall, wp_alpha)))
+        key = format(recall, "g")
+        threshold = recall_threshold(t_labels, t_scores, recall)
+        wp, achieved = precision_at(v_labels, v_scores, threshold, wp_alpha)
+        out[f"log_wp_at_recall_{key}"] = None if not wp else float(np.log(wp))
+        out[f"recall_at_recall_{key}"] = achieved
+        out[f"threshold_at_recall_{key}"] = threshold
 
     low, high = (None, None)
     if bootstrap > 0:

@@ -52,9 +52,12 @@ def metric_label(metric: str) -> str:
         return LABELS[metric]
     if metric.startswith("log_wp_at_recall_"):
         return f"log(wP)@R={metric.rpartition('_')[2]}"
+    if metric.startswith("recall_at_recall_"):  # the recall the log(wP) threshold achieves
+        return f"recall@R={metric.rpartition('_')[2]}"
     level = "frame " if metric.startswith("frame_") else ""
     name, _, far = metric.removeprefix("frame_").rpartition("_")
-    return f"{level}{ {'tar_at_far': 'TAR', 'tauc': 'tAUC', 'pauc': 'pAUC'}[name]}@{far.removesuffix('pct')}%"
+    names = {'tar_at_far': 'TAR', 'tauc': 'tAUC', 'tauc_vtx': 'tAUC(vertices)', 'pauc': 'pAUC'}
+    return f"{level}{names[name]}@{far.removesuffix('pct')}%"
 
 
 @dataclass(frozen=True)

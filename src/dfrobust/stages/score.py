@@ -15,6 +15,7 @@ import pandas as pd
 
 from dfrobust.core import provenance
 from dfrobust.core.config import block
+from dfrobust.core.errors import InputError
 from dfrobust.core.io import atomic_path, write_json
 from dfrobust.media.store import FaceShard
 from dfrobust.media.windows import stored_length
@@ -25,8 +26,11 @@ COLUMNS = ["video_id", "manipulation", "label", "frame_index", "score"]
 
 def score_faces(detector, shard_paths: list[str | Path], batch_size: int) -> pd.DataFrame:
     """Fake probability of every stored face of the given shards (one row per
-    face; a sequence detector: one row per window, frame_index = its first frame), each
-    cut and batched as the detector's data (FaceData.score_records) says.
+    face), each cut and batched as the detector's data (FaceData.score_records)
+    says. A sequence detector scores windows: each face of a window carries its
+    window's score, and its data may add columns after COLUMNS (the two-branch
+    network: `window`, and `video_score`, the video's own score, which the
+    metrics then take instead of the mean of its rows').
 
     Faces of a whole shard go through the network together, so batches are
     full (a video has only ~32 faces; per-video batches would starve a GPU).
@@ -43,18 +47,23 @@ def score_faces(detector, shard_paths: list[str | Path], batch_size: int) -> pd.
         if not records:
             continue
         scored = data.score_records(detector, records, stored_length(shard.summary), batch_size, log)
-        counts = [len(frames) for frames, _ in scored]
-        parts.append(pd.DataFrame({
+        counts = [len(s[0]) for s in scored]
+        extra = [s[2] if len(s) > 2 else {} for s in scored]
+        part = pd.DataFrame({
             "video_id": np.repeat([r.video_id for r in records], counts),
             "manipulation": np.repeat([r.manipulation for r in records], counts),
             "label": np.repeat([r.label for r in records], counts),
-            "frame_index": np.concatenate([frames for frames, _ in scored]),
-            "score": np.concatenate([scores for _, scores in scored]),
-        }))
+            "frame_index": np.concatenate([s[0] for s in scored]),
+            "score": np.concatenate([s[1] for s in scored]),
+        })
+        for column in dict.fromkeys(k for e in extra for k in e):
+            part[column] = np.concatenate([e[column] for e in extra])
+        parts.append(part)
     if not parts:  # every video excluded (no face, unreadable): the metrics say so (evaluate_file)
         log(f"{', '.join(map(str, shard_paths))}: no faces to score (every video was excluded)")
         return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(parts, ignore_index=True)[COLUMNS]
+    table = pd.concat(parts, ignore_index=True)
+    return table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
 
 
 def score_copy(model_dir: str | Path, shard_paths: list[str | Path], out_csv: str | Path,
@@ -87,6 +96,7 @@ def evaluate_file(
     cell: Mapping,
     inputs: Iterable[str | os.PathLike] = (),
     shards: Iterable[str | os.PathLike] = (),
+    thresholds: Iterable[str | os.PathLike] = (),
 ) -> dict:
     """Metrics of one score file on one test set, written to `output_path` (several score
     files: a test set pooling qualities, each file one quality's copy; a video counts once per
@@ -100,32 +110,53 @@ def evaluate_file(
     is this filter on the copy's score file. Where no video of a class is
     left to score (every one excluded: no face, unreadable), the record says
     so instead (status "no_video_scored", a one-line reason with the
-    exclusions counted from the `shards`' summaries). The record carries its
-    provenance (config, code and library versions, seed, sha256 of the score
-    file and of any extra `inputs`).
+    exclusions counted from the `shards`' summaries). A column whose recall
+    thresholds come from another test set ("test-from-valid": `cell`'s
+    `thresholds_from`, {test_set, manipulations}) reads that test set's score
+    files, `thresholds`. The record carries its provenance (config, code and
+    library versions, seed, sha256 of the score files and of any extra `inputs`).
     """
     evaluation = block("evaluation", config)
     # here, not at import: sklearn and scipy cost ~1 s per score job, which never computes metrics
-    from dfrobust.evaluation.metrics import compute_metrics, read_scores
+    from dfrobust.evaluation.metrics import compute_metrics
 
     paths = [scores_path] if isinstance(scores_path, (str, os.PathLike)) else list(scores_path)
-    frames = read_scores(paths[0])
-    if len(paths) > 1:  # the same video at each quality: one video per (quality, video)
-        frames = pd.concat([read_scores(p).assign(video_id=lambda f, p=p: Path(p).parent.parent.name + "/" + f["video_id"])
-                            for p in paths], ignore_index=True)
-    if cell.get("manipulations"):
-        frames = frames[(frames["label"] == 0) | frames["manipulation"].isin(cell["manipulations"])]
+    frames = _read_test_set(paths, cell.get("manipulations"))
+    thresholds, chosen = list(thresholds), None
+    source = cell.get("thresholds_from")
+    if bool(source) != bool(thresholds):
+        raise InputError(f"{output_path}: a cell's thresholds_from ({source!r}) and the score files its thresholds "
+                         f"are chosen on ({len(thresholds)} given) go together")
+    if source:
+        chosen = _read_test_set(thresholds, source.get("manipulations"))
     missing = [label for label in (0, 1) if not (frames["label"] == label).any()]
     excluded = exclusions(shards, cell.get("manipulations"), missing)
     if missing and all(excluded["by_label"][label] for label in missing):
         metrics = {"status": "no_video_scored", **excluded}
         log(f"{scores_path}: {metrics['reason']}")
     else:  # a class the test set does not have at all is a MetricsInputError, as any degenerate table
-        metrics = compute_metrics(frames, evaluation, source=scores_path)
+        metrics = compute_metrics(frames, evaluation, source=scores_path, thresholds_from=chosen)
     record = {**dict(cell), **metrics, "scores": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]}
-    record["provenance"] = provenance.collect(evaluation.to_dict(), [*paths, *inputs], evaluation.seed)
+    if thresholds:
+        record["threshold_scores"] = [str(p) for p in thresholds]
+    record["provenance"] = provenance.collect(evaluation.to_dict(), [*paths, *thresholds, *inputs], evaluation.seed)
     write_json(output_path, record)
     return record
+
+
+def _read_test_set(paths: list, manipulations) -> pd.DataFrame:
+    """A test set's score table from its score files (several: one per quality it pools, each
+    video once per file, its id prefixed by the file's quality folder), keeping the reals and
+    `manipulations`' fakes (None: all)."""
+    from dfrobust.evaluation.metrics import read_scores
+
+    frames = read_scores(paths[0])
+    if len(paths) > 1:  # the same video at each quality: one video per (quality, video)
+        frames = pd.concat([read_scores(p).assign(video_id=lambda f, p=p: Path(p).parent.parent.name + "/" + f["video_id"])
+                            for p in paths], ignore_index=True)
+    if manipulations:
+        frames = frames[(frames["label"] == 0) | frames["manipulation"].isin(manipulations)]
+    return frames
 
 
 def exclusions(shards: Iterable[str | os.PathLike], manipulations, missing: list[int]) -> dict:
