@@ -174,13 +174,15 @@ class FaceData:
         return self.crop.faces(record.crops, geometry_of(record))
 
     def score_records(self, detector, records: list, window_length: int, batch_size: int,
-                      log=print) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Scored rows of each video's faces: (frame_index, score) arrays per record.
+                      log=print) -> list[tuple]:
+        """Scored rows of each video's faces: (frame_index, score) arrays per record, and
+        optionally a third item, {column: array} of extra score-table columns.
 
         Default: one row per face, each cut as in training. A sequence model
-        scores windows instead (`window_length`: the shard's
-        faces.windows.length, 0 for single frames), one row per window. Faces
-        of all records go through the network together, so batches are full.
+        scores windows (`window_length`: the shard's faces.windows.length, 0 for
+        single frames): each face carries its window's score, and may add columns
+        (the two-branch network: `window`, `video_score`). Faces of all records go
+        through the network together, so batches are full.
         """
         faces = [self.view_faces(r) for r in records if r.n_faces]
         scores = predict_faces(detector, np.concatenate(faces), batch_size) if faces else np.zeros(0, np.float32)
