@@ -124,7 +124,7 @@ def dataset(request, tmp_path):
 
 
 def test_registry_names_every_reader():
-    assert set(READERS) == {"ffpp", "dfd", "celebdf", "dfdc", "dfdc_preview"}
+    assert set(READERS) == {"ffpp", "dfd", "celebdf", "dfdc", "dfdc_preview", "wilddeepfake"}  # wilddeepfake: tests/test_wilddeepfake.py
     for module in READERS.values():
         assert callable(module.build_index) and callable(module.planned_counts) and callable(module.label_files)
 

@@ -1,5 +1,5 @@
 """Datasets: a reader per published layout (FaceForensics++ and DFD inside
-it, Celeb-DF v2, DFDC, the DFDC preview).
+it, Celeb-DF v2, DFDC, the DFDC preview, WildDeepfake's face-crop sequences).
 
 READERS maps a dataset kind to its reader module; each has
 build_index(cfg) -> (index, missing), planned_counts(cfg) -> {split: videos}
@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from dfrobust.datasets import celebdf, dfd, dfdc, dfdc_preview, ffpp
+from dfrobust.datasets import celebdf, dfd, dfdc, dfdc_preview, ffpp, wilddeepfake
 
-READERS: dict[str, ModuleType] = {"ffpp": ffpp, "dfd": dfd, "celebdf": celebdf, "dfdc": dfdc, "dfdc_preview": dfdc_preview}
+READERS: dict[str, ModuleType] = {"ffpp": ffpp, "dfd": dfd, "celebdf": celebdf, "dfdc": dfdc, "dfdc_preview": dfdc_preview,
+                                  "wilddeepfake": wilddeepfake}
 DEMOS = {"demo": "ffpp", "demo_celebdf": "celebdf"}  # an embedded demo's kind (dfrobust.demo) -> the layout it is written in
 
 

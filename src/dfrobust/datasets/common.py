@@ -7,6 +7,11 @@ A reader (dfrobust.datasets.READERS[kind]) exposes
     build_index(cfg) -> (index, missing)   one row per (video, quality), COLUMNS
     planned_counts(cfg) -> {split: videos} from the label/split files only
     label_files(cfg) -> [paths]            the files the index is read from
+    settings(cfg) -> cfg                   the block with the reader's defaults (its DEFAULTS)
+    videos(cfg) -> [Entry]                 every listed video
+
+A reader of image sequences (wilddeepfake) adds SEQUENCE_COLUMNS to its
+index; `sequence_of(row)` tells such a row from a video file's.
 
 `cfg` always holds `root` (the dataset folder) and `on_missing` (error|warn,
 used by check_missing; COMMON_DEFAULTS); each reader's docstring lists the
@@ -37,6 +42,10 @@ SPLITS = vocabulary("split")
 #: what every reader's block holds besides its own keys (each reader's DEFAULTS extends it)
 COMMON_DEFAULTS = {"on_missing": "error"}
 COLUMNS = ("video_id", "manipulation", "label", "name", "split", "quality", "path", "exists")
+#: after COLUMNS in the index of a dataset of image sequences (dfrobust.datasets.wilddeepfake): the
+#: sequence's folder inside the archive `path` names, the frame rate it is read at as a stream, and
+#: what an image without a detected face gives (whole_image|skip). A video dataset's index has none.
+SEQUENCE_COLUMNS = ("member", "frame_rate", "missed_face")
 ORIGINAL = "original"
 NATIVE = "native"  # the one quality of datasets that ship a single version of each video
 
@@ -51,6 +60,14 @@ class Entry:
     name: str
     split: str
     relpath: Callable[[str], str]  # quality -> path under the dataset root
+
+
+def sequence_of(row: dict) -> dict | None:
+    """{member, frame_rate, missed_face} of an index row of an image sequence; None for a video file's row."""
+    member = row.get("member")
+    if not isinstance(member, str) or not member:  # absent, or NaN in a CSV read back
+        return None
+    return {"member": member, "frame_rate": float(row["frame_rate"]), "missed_face": str(row["missed_face"])}
 
 
 def fixed(relpath: str) -> Callable[[str], str]:
