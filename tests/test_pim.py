@@ -31,6 +31,7 @@ from synthetic import synthetic_videos, write_synthetic_shards
 
 from conftest import REPO, operations_of, train_killed_and_resumed
 from test_datasets import make_celebdf, make_dfd, make_dfdc, make_dfdc_preview
+from test_wilddeepfake import make_wilddeepfake
 
 TINY = {"input_size": 32, "pretrained": False}
 
@@ -477,7 +478,8 @@ def test_protocol_configs_validate_and_the_paper_augmentation_builds(tmp_path):
     assert len(outputs) == 4
 
 
-DATASET_TREES = {"celebdf": make_celebdf, "dfd": make_dfd, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview}
+DATASET_TREES = {"celebdf": make_celebdf, "dfd": make_dfd, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview,
+                 "wilddeepfake": make_wilddeepfake}
 
 
 def _thaw(model) -> dict:

@@ -16,9 +16,8 @@ from conftest import job_counts
 from protocols import dry_run, layout, protocol_plan, trees  # noqa: F401 (a fixture)
 
 MANIPULATIONS = ["DF", "F2F", "FS", "NT"]
-#: Tables IV, V (after FF++), VI-IX: CDF, DFDCP, DFDC, WDF (issue 25). WDF waits for the
-#: wilddeepfake reader (commented out in the YAML until it is merged).
-CROSS_DOMAIN = ["CDF", "DFDCP", "DFDC"]
+#: Tables IV, V (after FF++), VI-IX: CDF, DFDCP, DFDC, WDF (issue 25)
+CROSS_DOMAIN = ["CDF", "DFDCP", "DFDC", "WDF"]
 AUC = ["frame_auc", "video_auc"]  # UNKNOWN: which level the paper prints; both are shown
 
 C = "/c23"  # trained on FF++ c23 (UNKNOWN: the paper's quality; ours)
@@ -214,15 +213,16 @@ def _detectors(plan) -> dict:
 # Trainings (one per distinct model): Table I 8; Table IV 16 (convnext_base and +pim also rows of II, III,
 # V-VIII); Table V 2 more (SBI*, SBI+PIM); Table VI 2 (r 0.05, 0.2); Table VII 3 (alpha 0.75, 0.5, 0.25);
 # Table VIII 10 (its alpha:0 rows are Table VII's and 1:0 is PIM); Table IX 4 (1:0 is SBI+PIM): 45.
-# Faces: FF++ c23 train/val/test (3), raw train/val (SBI's reals, 2); Celeb-DF, DFDC preview, DFDC test (3).
+# Faces: FF++ c23 train/val/test (3), raw train/val (SBI's reals, 2); Celeb-DF, DFDC preview, DFDC and
+# WildDeepfake test (4). Indexes: FF++ and the four others.
 # Scores (one per model and scored copy; a manipulation's test set filters the FF++ c23 one): Table I's 8 on
-# FF++ c23; convnext_base and +pim on FF++ c23 clean and shifted and the 3 cross-domain sets (5 each); the two
-# SBI rows of Table V on FF++ c23 and the 3 (4 each); the other 33 models on the 3.
-# Metrics (one per model, test set and operation): Table I 8 x 4; convnext_base and +pim 2 x (8 + 1 + 3);
-# SBI*, SBI+PIM 2 x 4; the other 33 x 3. Weights fetched: convnext_base, efficientnet_b4, resnet50, xception
+# FF++ c23; convnext_base and +pim on FF++ c23 clean and shifted and the 4 cross-domain sets (6 each); the two
+# SBI rows of Table V on FF++ c23 and the 4 (5 each); the other 33 models on the 4.
+# Metrics (one per model, test set and operation): Table I 8 x 4; convnext_base and +pim 2 x (8 + 1 + 4);
+# SBI*, SBI+PIM 2 x 5; the other 33 x 4. Weights fetched: convnext_base, efficientnet_b4, resnet50, xception
 # and sbi.convnext_base (SBI's rows on ConvNeXt-base). One `gradreg` job: the group's target.
-EXPECTED = {"train": 45, "extract_faces": 8, "score": 8 + 2 * 5 + 2 * 4 + 33 * 3,
-            "metrics": 8 * 4 + 2 * 12 + 2 * 4 + 33 * 3, "table": 9, "dataset_index": 4, "fetch_pretrained": 5,
+EXPECTED = {"train": 45, "extract_faces": 9, "score": 8 + 2 * 6 + 2 * 5 + 33 * 4,
+            "metrics": 8 * 4 + 2 * 13 + 2 * 5 + 33 * 4, "table": 9, "dataset_index": 5, "fetch_pretrained": 5,
             "gradreg": 1, "distort_copy": 0}
 
 
