@@ -152,18 +152,14 @@ def test_statistics_gradient_and_delta_match_an_independent_computation():
     torch.testing.assert_close(d_mu, r * g_mu / norm)
     torch.testing.assert_close(d_sigma, r * g_sigma / norm)
     # the perturbed pass sees the site's statistics moved by exactly Delta (Eq. 7)
+    seen = {}
+    handle = net.act2.register_forward_pre_hook(lambda mod, inputs: seen.update(f=inputs[0]))  # returns None
     with torch.no_grad(), pims.inject([(d_mu, d_sigma)]):
-        seen = {}
-        handle = net.act2.register_forward_hook(lambda mod, inputs, out: seen.setdefault("f", inputs[0]))
-        det(x)
-        handle.remove()
+        perturbed = det.loss(det(x), y)
+    handle.remove()
     torch.testing.assert_close(seen["f"].mean(dim=(2, 3), keepdim=True), mu + d_mu)
-    torch.testing.assert_close(loss_of(mu + d_mu, sigma + d_sigma), det.loss(_with(pims, [(d_mu, d_sigma)], det, x), y))
-
-
-def _with(pims, deltas, det, x):
-    with torch.no_grad(), pims.inject(deltas):
-        return det(x)
+    with torch.no_grad():
+        torch.testing.assert_close(loss_of(mu + d_mu, sigma + d_sigma), perturbed)
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -540,16 +536,17 @@ def test_test_time_shift_scales_each_sites_statistics_by_exactly_its_factors():
     x = det.preprocess(to_tensor(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)))
     seen = {}
     site = det.get_submodule("net.layer1.0")
-    handle = site.register_forward_hook(lambda m, i, o: seen.setdefault("out", o.detach()))
+    # hooks that return None (a forward hook's return value would replace the module's output)
+    handle = site.register_forward_hook(lambda m, i, o: seen.update(out=o.detach()))
     with torch.no_grad():
         plain = det(x)
         handle.remove()
-        handle = det.get_submodule("net.layer1.1").register_forward_hook(lambda m, i, o: seen.setdefault("in", i[0].detach()))
+        handle = det.get_submodule("net.layer1.1").register_forward_pre_hook(lambda m, i: seen.update(into=i[0].detach()))
         with shifted_statistics(det, {"mean": 1.2, "variance": 0.65, "sites": None}, "operations.perturb"):
             shifted = det(x)
         handle.remove()
     # what the next block reads is the first block's output, shifted (the sites: every block of layer1)
-    torch.testing.assert_close(seen["in"], shift_statistics(seen["out"], 1.2, 0.65))
+    torch.testing.assert_close(seen["into"], shift_statistics(seen["out"], 1.2, 0.65))
     assert not torch.allclose(plain, shifted)
     with torch.no_grad():
         torch.testing.assert_close(det(x), plain)  # the hooks are gone after the block
