@@ -14,9 +14,11 @@ import yaml
 
 from conftest import REPO, SMALL_PAIRS, make_ffpp_tree, operations_of
 from test_datasets import make_celebdf, make_dfd, make_dfdc, make_dfdc_preview
+from test_wilddeepfake import make_wilddeepfake
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-MAKERS = {"celebdf": make_celebdf, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview}
+MAKERS = {"celebdf": make_celebdf, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview,
+          "wilddeepfake": make_wilddeepfake}
 
 
 @pytest.fixture(scope="module")

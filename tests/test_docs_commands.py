@@ -33,8 +33,10 @@ import yaml
 
 from conftest import REPO, SMALL_PAIRS, make_ffpp_tree
 from test_datasets import make_celebdf, make_dfd, make_dfdc, make_dfdc_preview
+from test_wilddeepfake import make_wilddeepfake
 
-OTHER_DATASETS = {"celebdf": make_celebdf, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview}
+OTHER_DATASETS = {"celebdf": make_celebdf, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview,
+                  "wilddeepfake": make_wilddeepfake}
 
 DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")), "bench/README.md"]
 RUNNABLE = ("snakemake", "make", "dfrobust", "python")

@@ -2,8 +2,8 @@
 TIFS 2024): timm `convnext_base`, ImageNet weights, 224 px faces; the
 training settings are the paper's for every backbone (gradreg.py). With PIMs
 (procedure `pim`, after the three blocks of its first stage) and self-blended
-training data (detector `sbi` with `backbone: convnext_base`) it is the
-paper's best model.
+training data (detector `sbi` with `backbone: convnext_base`, procedure
+`dualflat` 1:0, i.e. PIM, stepped by SGD) it is the paper's best model.
 """
 
 from __future__ import annotations

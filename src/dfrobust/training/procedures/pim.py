@@ -33,11 +33,15 @@ Choices the paper leaves open, as made here:
   state is rewound), so L(f′) − L(f) measures the perturbation only, and the
   random stream advances as in plain training. Batch-norm running statistics
   are those of the clean pass: the perturbed passes must not move what
-  inference uses. Hence α = 0 (and β = 0) is plain training, step for step.
-- Over a SAM optimiser (the `sbi` detector) PIM is SAM's closure: SAM moves
-  the weights along the PIM gradient and takes the PIM gradient there (four
-  passes a step; a model row's `settings: {optimizer: {name: sgd}}` drops
-  SAM). DualFlat has its own weight ascent and refuses a SAM optimiser.
+  inference uses. Hence α = 0 (and β = 0) is plain training, step for step,
+  and so is r = 0 (Δ = 0 exactly, so g2 = g1).
+
+Over a SAM optimiser (the `sbi` detector's default) both procedures step with
+SAM's base optimiser (its learning rate, momentum and schedule), never SAM's
+two-pass closure: the paper perturbs the weights only through DualFlat's β
+term (radius r′), and its "Ours" on SBI data is DualFlat 1:0 (Table IX's 1:0
+row is Table V's SBI+PIM), i.e. PIM with the plain SGD step of Algorithm 1.
+SAM's rho is then unused; the train log says so.
 
 PIMs are forward hooks attached only during a step: the detector, its state
 dict, its checkpoints and its saved weights are the plain backbone's, and
@@ -54,7 +58,9 @@ import torch
 from torch import nn
 
 from dfrobust.core.errors import InputError
+from dfrobust.core.runlog import log
 from dfrobust.training.procedures.base import Procedure, register
+from dfrobust.training.sam import SAM
 
 EPS = 1e-5  # added to the spatial variance before its square root (instance norm's value)
 
@@ -203,17 +209,23 @@ class PIM(Procedure):
         self.pims = PerturbationInjection(detector, list(cfg["layers"]) or default_sites(detector, where), where)
         self.alpha, self.r = float(cfg["alpha"]), float(cfg["r"])
         self.beta = 0.0  # the perturbed-weight term: DualFlat's
+        optimizer = detector.cfg["optimizer"]
+        if optimizer["name"] == "sam":
+            log(f"{self.name}: detectors.{detector.name}.optimizer is sam: each step is {self.name}'s, applied by SAM's "
+                f"base optimiser ({optimizer['base']}); SAM's rho ({optimizer['rho']}) is not used "
+                "(the paper's weight perturbation is dualflat's beta, radius r_prime)")
 
     def step(self, optimizer, images, labels, where):
         x = self.detector.preprocess(images)
         y = labels.to(x.device, non_blocking=True)
+        # Algorithm 1 step 9: one plain optimiser step with the combined gradient (over SAM: its base optimiser,
+        # which shares SAM's parameter groups, so the schedule and the checkpointed momentum are the same)
+        optimizer = optimizer.base_optimizer if isinstance(optimizer, SAM) else optimizer
         params = [p for group in optimizer.param_groups for p in group["params"]]
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            return self.gradient(x, y, params, where)
-
-        return float(optimizer.step(closure).detach())
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.gradient(x, y, params, where)
+        optimizer.step()
+        return float(loss)
 
     def gradient(self, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], where: str) -> torch.Tensor:
         """Leave the step's gradient in the (zeroed) .grad of `params`; return the clean loss."""
@@ -253,7 +265,8 @@ class DualFlat(PIM):
     """DualFlat (Guan et al., TIFS 2024, Eq. 14): PIM's perturbed-feature loss and SAM's perturbed-weight loss
     together, (1 - alpha - beta) L + alpha L(f') + beta L(θ + r' ∇θL/‖∇θL‖)."""
 
-    defaults = {"alpha": 0.5, "beta": 0.5, "r_prime": 0.05}
+    #: the paper's best pair (Tables VIII and IX: 1:0, i.e. PIM); 0.5:0.5 is one row of Table VIII, not the method
+    defaults = {"alpha": 1.0, "beta": 0.0, "r_prime": 0.05}
     settings = {
         "alpha": {"type": "number", "minimum": 0, "maximum": 1,
                   "description": "Weight of the perturbed-feature gradient g2: the update is "
@@ -261,7 +274,7 @@ class DualFlat(PIM):
         "beta": {"type": "number", "minimum": 0, "maximum": 1,
                  "description": "Weight of the perturbed-weight gradient g3 (alpha + beta <= 1)."},
         "r_prime": {"type": "number", "minimum": 0,
-                    "description": "Radius of the weight perturbation θ + r' ∇θL/‖∇θL‖ (SAM's rho)."},
+                    "description": "Radius of the weight perturbation θ + r' ∇θL/‖∇θL‖ (SAM's rho; Eq. 14)."},
     }
 
     def __init__(self, cfg, detector):
@@ -270,10 +283,6 @@ class DualFlat(PIM):
         if self.alpha + self.beta > 1:
             raise InputError(f"config key 'procedures.{self.name}': alpha + beta = {self.alpha + self.beta:g} > 1 "
                              "(the clean loss would get a negative weight)")
-        optimizer = detector.cfg["optimizer"]
-        if optimizer["name"] == "sam":
-            raise InputError(f"config key 'detectors.{detector.name}.optimizer.name': {self.name} perturbs the "
-                             f"weights itself (r_prime); use SAM's base optimiser ({optimizer['base']}) instead of sam")
 
 
 def _restore(buffers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
