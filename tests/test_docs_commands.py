@@ -38,7 +38,7 @@ from test_wilddeepfake import make_wilddeepfake
 OTHER_DATASETS = {"celebdf": make_celebdf, "dfdc": make_dfdc, "dfdc_preview": make_dfdc_preview,
                   "wilddeepfake": make_wilddeepfake}
 
-DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")), "bench/README.md"]
+DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").rglob("*.md")), "bench/README.md"]
 RUNNABLE = ("snakemake", "make", "dfrobust", "python")
 BIN = Path(sys.executable).parent
 SKIP = {
