@@ -36,7 +36,8 @@ from dfrobust.core.errors import InputError
 SPLITS = vocabulary("split")
 #: what every reader's block holds besides its own keys (each reader's DEFAULTS extends it)
 COMMON_DEFAULTS = {"on_missing": "error"}
-COLUMNS = ("video_id", "manipulation", "label", "name", "split", "quality", "path", "exists")
+#: mask_path: the video's manipulation-mask video where the dataset publishes one (FF++), else empty
+COLUMNS = ("video_id", "manipulation", "label", "name", "split", "quality", "path", "exists", "mask_path")
 ORIGINAL = "original"
 NATIVE = "native"  # the one quality of datasets that ship a single version of each video
 
@@ -51,6 +52,7 @@ class Entry:
     name: str
     split: str
     relpath: Callable[[str], str]  # quality -> path under the dataset root
+    mask: str | None = None  # path under the root of its manipulation-mask video (the same at every quality), if any
 
 
 def fixed(relpath: str) -> Callable[[str], str]:
@@ -88,7 +90,7 @@ def make_index(entries: list[Entry], root: Path, qualities: Iterable[str], sourc
             path = root / entry.relpath(quality)
             rows.append({"video_id": entry.video_id, "manipulation": entry.manipulation, "label": int(entry.label),
                          "name": entry.name, "split": entry.split, "quality": quality, "path": str(path),
-                         "exists": path.is_file()})
+                         "exists": path.is_file(), "mask_path": str(root / entry.mask) if entry.mask else ""})
     index = pd.DataFrame(rows, columns=list(COLUMNS))
     index["label"] = index["label"].astype(int)
     index["exists"] = index["exists"].astype(bool)

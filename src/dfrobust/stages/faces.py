@@ -27,6 +27,7 @@ from dfrobust.media import ffmpeg, windows
 from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, faces_from_frames
 from dfrobust.media.framestore import FrameWriter, write_empty
+from dfrobust.media.masks import MASK_SPLITS, attach_masks
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
@@ -58,7 +59,8 @@ def stored_crop(faces: Settings) -> tuple[float, int]:
 
 
 def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settings, exe: str, boxer=None,
-                  window: tuple[int, int] | None = None, frames: FrameWriter | None = None) -> tuple[FaceRecord, dict]:
+                  window: tuple[int, int] | None = None, frames: FrameWriter | None = None,
+                  masks: bool = False) -> tuple[FaceRecord, dict]:
     """Faces of one video and its summary fields. Raises InputError for an unreadable video.
 
     boxer: the second face detector whose boxes are stored too (SBI's RetinaFace), or None.
@@ -66,6 +68,8 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settin
     (field n_windows: 0 for a video shorter than one window); None: single frames.
     frames: where the same decode also stores the sampled frames losslessly (the test
     copies' per-frame operations start from them: dfrobust.media.framestore), or None.
+    masks: whether the faces also get their cut of the video's manipulation mask video, where
+    the index names one (dfrobust.media.masks; training and validation splits).
     """
     start = time.perf_counter()
     path = video["path"]
@@ -89,6 +93,8 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settin
               "seconds": round(time.perf_counter() - start, 3)}
     if window:
         fields["n_windows"] = len(indices) // window[0]
+    if masks:
+        attach_masks(record, video, fields, exe, faces.threads)
     return record, fields
 
 
@@ -107,8 +113,12 @@ def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str
     n_samples = faces.frames[split]
     window = windows.settings(faces, split)
     videos = [{**v, "label": int(v["label"]), "status": "ok"} for v in videos]
-    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, faces, exe, boxer, window, frames)},
+    masks = split in MASK_SPLITS
+    done = process_videos(videos, [split], lambda v: {split: extract_video(v, n_samples, finder, faces, exe, boxer, window, frames, masks)},
                           faces.min_faces, log, desc=f"faces {split}", progress=progress)
+    for row in done[split][1]:
+        if row.get("mask_note"):
+            log(f"MASK {row['video_id']}: {row['mask_note']}; its fake faces have no map target")
     if window:
         for row in done[split][1]:
             if row.get("n_windows") == 0:
