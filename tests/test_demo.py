@@ -63,8 +63,10 @@ def test_layout_and_splits(tiny):
                 for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
                     base = f"manipulated_sequences/{method}/{quality}/videos"
                     expected |= {f"{base}/{a}_{b}.mp4", f"{base}/{b}_{a}.mp4"}
+                    masks = f"manipulated_sequences/{method}/masks/videos"  # one for every quality, as FF++'s
+                    expected |= {f"{masks}/{a}_{b}.mp4", f"{masks}/{b}_{a}.mp4"}
     assert {p.relative_to(root).as_posix() for p in all_videos(root)} == expected
-    assert len(expected) == 3 * 8 * 5
+    assert len(expected) == 3 * 8 * 5 + 8 * 4
 
 
 def test_manifest_lists_every_file_and_is_written_last(tiny):
@@ -135,6 +137,24 @@ def test_fakes_differ_from_target_only_around_the_face(tiny):
             assert diff[i][~face].mean() < 0.5, (method, i, diff[i][~face].mean())
             assert np.percentile(diff[i][face], 99) > 8, (method, i)  # the face did change
             assert (diff[i][~face] > 8).mean() < 0.001, (method, i)
+
+
+def test_each_fakes_mask_video_marks_the_pixels_its_edit_changed(tiny):
+    """FF++'s masks/videos: white where the manipulation changed the target's frame (the face stage
+    binarises and cuts them for FFD's map supervision)."""
+    from dfrobust.media.masks import binarise
+
+    root, _ = tiny
+    for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+        fake_path = sorted((root / f"manipulated_sequences/{method}/raw/videos").glob("*.mp4"))[0]
+        target = fake_path.stem.split("_")[0]
+        mask_path = root / f"manipulated_sequences/{method}/masks/videos/{fake_path.name}"
+        assert probe(mask_path).n_frames == probe(fake_path).n_frames
+        masks = np.stack([binarise(m) for m in read_frames(mask_path)]) > 0
+        diff = np.abs(read_frames(fake_path).astype(np.int16) - read_frames(
+            root / f"original_sequences/youtube/raw/videos/{target}.mp4")).max(axis=3)
+        assert 0.002 < masks.mean() < 0.5, (method, masks.mean())
+        assert (diff[~masks] <= 3).mean() > 0.99 and (diff[masks] > 3).mean() > 0.3, method
 
 
 def test_same_seed_is_byte_identical_whatever_the_workers(tmp_path):

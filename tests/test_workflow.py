@@ -68,25 +68,26 @@ def test_ffpp_layout_plans_one_face_job_per_quality_split_and_shard(tmp_path):
     assert len(shards) == 27 and ("c40", "train", "004") in shards and ("raw", "test", "002") in shards
 
 
-def test_paper_config_plans_twenty_gpu_training_jobs(tmp_path):
-    """config/ffpp.yaml: Table I's 8 models, and per quality efficientnet_b4 (+Two-Gen-BAT) and
-    convnext_base (+PIM): 20 GPU training jobs, each scored on 13 copies."""
+def test_paper_config_plans_twenty_six_gpu_training_jobs(tmp_path):
+    """config/ffpp.yaml: Table I's 8 models, and per quality efficientnet_b4 (+Two-Gen-BAT),
+    convnext_base (+PIM), ffd and multi_attention: 26 GPU training jobs, each scored on 13 copies."""
     root = make_ffpp_tree(tmp_path / "ffpp", SMALL_PAIRS)
     config = yaml.safe_load((REPO / "config" / "ffpp.yaml").read_text())
     config["dataset"]["root"] = str(root)
     workdir = workdir_with(tmp_path, config)
     proc = run(workdir, "-n", "results/table1.csv")
     counts = job_counts(proc.stdout)
-    assert counts["train"] == 20 and counts["score"] == 20 * 13 and counts["metrics"] == 20 * 13
+    assert counts["train"] == 26 and counts["score"] == 26 * 13 and counts["metrics"] == 26 * 13
     assert counts["distort_copy"] == 12  # 12 processed copies (clean is scored on the clean faces) x 1 test shard
     trained = set(re.findall(r"results/models/([\w+]+)/(\w+)/weights\.pt", proc.stdout))
     qualities = ("raw", "c23", "c40")
     assert trained == {(m, q) for m in ("capsule", "xception", "efficientnet_b4", "efficientnet_b4+two_gen_bat",
-                                        "convnext_base", "convnext_base+pim") for q in qualities} | {
+                                        "convnext_base", "convnext_base+pim", "ffd", "multi_attention")
+                       for q in qualities} | {
         ("sbi", "raw"), ("sbi", "c23")}
     blocks = proc.stdout.split("\nrule ")
     train_blocks = [b for b in blocks if b.startswith("train:")]
-    assert len(train_blocks) == 20 and all(re.search(r"resources:.*\bgpu=1\b", b) for b in train_blocks)
+    assert len(train_blocks) == 26 and all(re.search(r"resources:.*\bgpu=1\b", b) for b in train_blocks)
 
 
 def test_showcase_trains_capsules_extractor_first_and_scores_only_the_table_rows(tmp_path):

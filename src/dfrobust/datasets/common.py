@@ -41,7 +41,8 @@ from dfrobust.core.errors import InputError
 SPLITS = vocabulary("split")
 #: what every reader's block holds besides its own keys (each reader's DEFAULTS extends it)
 COMMON_DEFAULTS = {"on_missing": "error"}
-COLUMNS = ("video_id", "manipulation", "label", "name", "split", "quality", "path", "exists")
+#: mask_path: the video's manipulation-mask video where the dataset publishes one (FF++), else empty
+COLUMNS = ("video_id", "manipulation", "label", "name", "split", "quality", "path", "exists", "mask_path")
 #: after COLUMNS in the index of a dataset of image sequences (dfrobust.datasets.wilddeepfake): the
 #: sequence's folder inside the archive `path` names, the frame rate it is read at as a stream, and
 #: what an image without a detected face gives (whole_image|skip). A video dataset's index has none.
@@ -60,6 +61,7 @@ class Entry:
     name: str
     split: str
     relpath: Callable[[str], str]  # quality -> path under the dataset root
+    mask: str | None = None  # path under the root of its manipulation-mask video (the same at every quality), if any
 
 
 def sequence_of(row: dict) -> dict | None:
@@ -105,7 +107,7 @@ def make_index(entries: list[Entry], root: Path, qualities: Iterable[str], sourc
             path = root / entry.relpath(quality)
             rows.append({"video_id": entry.video_id, "manipulation": entry.manipulation, "label": int(entry.label),
                          "name": entry.name, "split": entry.split, "quality": quality, "path": str(path),
-                         "exists": path.is_file()})
+                         "exists": path.is_file(), "mask_path": str(root / entry.mask) if entry.mask else ""})
     index = pd.DataFrame(rows, columns=list(COLUMNS))
     index["label"] = index["label"].astype(int)
     index["exists"] = index["exists"].astype(bool)

@@ -2,6 +2,7 @@
 
     original_sequences/actors/{raw,c23,c40}/videos/01__exit_phone_room.mp4 ...
     manipulated_sequences/DeepFakeDetection/{raw,c23,c40}/videos/01_02__exit_phone_room__YVGY8LOK.mp4 ...
+    manipulated_sequences/DeepFakeDetection/masks/videos/01_02__exit_phone_room__YVGY8LOK.mp4 (masks)
 
 There are no official splits and no label file: the videos are those found
 in the folders (the union over the configured qualities, so a video absent
@@ -59,7 +60,8 @@ def videos(cfg: dict) -> list[Entry]:
         label = 0 if manipulation == ORIGINAL else 1
         for name in sorted(names):
             entries.append(Entry(f"{KIND}/{manipulation}/{name}", manipulation, label, name, cfg["split"],
-                                 lambda q, m=manipulation, n=name: relpath(m, q, n)))
+                                 lambda q, m=manipulation, n=name: relpath(m, q, n),
+                                 None if label == 0 else relpath(manipulation, "masks", name)))
     if not entries:
         folders = ", ".join(f"{FOLDERS[m]}/{{{','.join(cfg['qualities'])}}}/videos" for m in FOLDERS)
         raise InputError(f"{root}: no DFD videos found (looked for .mp4 files in {folders})")

@@ -2,6 +2,8 @@
 
     original_sequences/youtube/{raw,c23,c40}/videos/NNN.mp4
     manipulated_sequences/{Deepfakes,Face2Face,FaceSwap,NeuralTextures}/{q}/videos/TTT_SSS.mp4
+    manipulated_sequences/{method}/masks/videos/TTT_SSS.mp4    manipulation masks (every method but
+                                                               FaceShifter; one for all qualities)
     {train,val,test}.json: lists of [a, b] pairs (360/70/70 in FF++); pair [a, b]
     puts originals a and b and fakes a_b and b_a of every method in that split.
 
@@ -27,6 +29,7 @@ QUALITIES = vocabulary("quality")
 METHODS = vocabulary("ffpp_method")
 CRF = {"raw": 0, "c23": 23, "c40": 40}  # what the quality names mean: raw is lossless H.264
 ORIGINAL = "original"
+NO_MASKS = ("FaceShifter",)  # FF++ publishes no mask videos for these methods
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,13 @@ class Video:
         if self.manipulation == ORIGINAL:
             return f"original_sequences/{original_source}/{quality}/videos/{self.name}.mp4"
         return f"manipulated_sequences/{self.manipulation}/{quality}/videos/{self.name}.mp4"
+
+    def mask_relpath(self) -> str | None:
+        """Path of this fake's manipulation-mask video, relative to the dataset root (None: a real
+        video, or a method FF++ publishes no masks for)."""
+        if self.manipulation == ORIGINAL or self.manipulation in NO_MASKS:
+            return None
+        return f"manipulated_sequences/{self.manipulation}/masks/videos/{self.name}.mp4"
 
 
 def read_split(path: str | Path) -> list[tuple[str, str]]:
@@ -121,8 +131,9 @@ def build_index(dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     for split, pairs in splits.items():
         for video in split_videos(pairs, dataset_cfg["methods"], split):
             for quality in dataset_cfg["qualities"]:
-                rel = video.relpath(quality, source)
-                rows.append({**asdict(video), "quality": quality, "path": str(root / rel), "exists": (root / rel).is_file()})
+                rel, mask = video.relpath(quality, source), video.mask_relpath()
+                rows.append({**asdict(video), "quality": quality, "path": str(root / rel), "exists": (root / rel).is_file(),
+                             "mask_path": str(root / mask) if mask else ""})
     index = pd.DataFrame(rows)
     missing = index[~index["exists"]].reset_index(drop=True)
     return index, missing
@@ -133,7 +144,7 @@ def videos(dataset_cfg: dict) -> list[Entry]:
     dataset_cfg = settings(dataset_cfg)
     source = dataset_cfg["original_source"]
     return [Entry(v.video_id, v.manipulation, v.label, v.name, split,
-                  lambda quality, v=v: v.relpath(quality, source))
+                  lambda quality, v=v: v.relpath(quality, source), v.mask_relpath())
             for split, pairs in read_splits(splits_dir_of(dataset_cfg)).items()
             for v in split_videos(pairs, dataset_cfg["methods"], split)]
 

@@ -6,6 +6,7 @@ downstream can tell the two apart:
 
     original_sequences/youtube/{raw,c23,c40}/videos/000.mp4 ...
     manipulated_sequences/{Deepfakes,Face2Face,FaceSwap,NeuralTextures}/{raw,c23,c40}/videos/000_001.mp4 ...
+    manipulated_sequences/{Deepfakes,Face2Face,FaceSwap,NeuralTextures}/masks/videos/000_001.mp4 ...
     train.json, val.json, test.json          [["000", "001"], ...]
     demo_manifest.json                       written last: marks completion
 
@@ -13,6 +14,11 @@ Every original video id is its own identity synthesised from two real photos
 (identities), filmed with natural motion (motion); each split pair
 [a, b] gives the fakes a_b (target a, source b) and b_a of every method
 (manipulations). The same seed and config give byte-identical files.
+
+Like FF++, every fake has a manipulation-mask video (masks/videos): white
+where the fake's frame differs from its target's, i.e. the pixels the edit
+changed, encoded losslessly (FF++'s own masks are lossy H.264; the face
+stage binarises either).
 """
 
 from __future__ import annotations
@@ -106,6 +112,16 @@ def fake_path(method: str, quality: str, target: str, source: str) -> str:
     return f"manipulated_sequences/{method}/{quality}/videos/{target}_{source}.mp4"
 
 
+def mask_path(method: str, target: str, source: str) -> str:
+    return f"manipulated_sequences/{method}/masks/videos/{target}_{source}.mp4"
+
+
+def changed_pixels(fake: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """(n, h, w, 3) uint8 mask frames: 255 where any channel of the fake differs from the original."""
+    changed = np.any(np.asarray(fake) != np.asarray(original), axis=-1)
+    return np.repeat(np.where(changed, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def planned_files(cfg: dict, splits: dict) -> list[str]:
     files = [f"{split}.json" for split in SPLITS]
     for pairs in splits.values():
@@ -113,6 +129,7 @@ def planned_files(cfg: dict, splits: dict) -> list[str]:
             for target, source in ((a, b), (b, a)):
                 files += [original_path(q, target) for q in cfg["qualities"]]
                 files += [fake_path(m, q, target, source) for m in cfg["methods"] for q in cfg["qualities"]]
+                files += [mask_path(m, target, source) for m in cfg["methods"]]
     return sorted(files)
 
 
@@ -144,7 +161,11 @@ def build_target(job: dict) -> dict:
     donor = render_original(source, cfg, seed)
     for method in cfg["methods"]:  # one fake in memory at a time
         rng = np.random.default_rng(derive_seed(seed, "demo", method, f"{target}_{source}"))
-        encode(METHODS[method].apply(original, donor, rng, cfg), lambda q: fake_path(method, q, target, source))
+        fake = METHODS[method].apply(original, donor, rng, cfg)
+        encode(fake, lambda q: fake_path(method, q, target, source))
+        write_video(root / mask_path(method, target, source), changed_pixels(fake, original.frames), cfg["fps"], 0,
+                    preset=RAW_PRESET, exe=exe)
+        written.append(mask_path(method, target, source))
     return {"target": target, "files": sorted(written), "identity": original.identity.description}
 
 

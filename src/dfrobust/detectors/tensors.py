@@ -42,7 +42,16 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(crops, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
 
 
-def cat_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Items are (images (k,3,H,W) uint8, labels (k,)); a batch is their concatenation."""
-    images, labels = zip(*batch)
-    return torch.cat(images), torch.cat(labels)
+def cat_collate(batch: list[tuple]) -> tuple:
+    """Items are (images (k,3,H,W) uint8, labels (k,)), or with a third element, a dict of per-face
+    tensors (extras, e.g. manipulation masks: dfrobust.detectors.base.Detector.batch_extras); a
+    batch is their concatenation, key by key for the extras."""
+    images, labels, *extras = zip(*batch)
+    if not extras:
+        return torch.cat(images), torch.cat(labels)
+    return torch.cat(images), torch.cat(labels), {key: torch.cat([e[key] for e in extras[0]]) for key in extras[0][0]}
+
+
+def split_batch(batch: tuple) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(images, labels, extras ({} when the items carry none)) of a collated batch."""
+    return batch[0], batch[1], (batch[2] if len(batch) > 2 else {})

@@ -23,7 +23,8 @@ import numpy as np
 from dfrobust.core.io import atomic_path, write_json
 
 ARRAYS = ("crops", "frame_indices", "boxes", "crop_boxes", "landmarks", "sampled_indices")
-OPTIONAL = ("retina_boxes",)  # absent in shards written before RetinaFace boxes were stored
+OPTIONAL = ("retina_boxes",  # absent in shards written before RetinaFace boxes were stored
+            "masks")  # only for fakes whose dataset publishes manipulation masks (dfrobust.media.masks)
 
 
 @dataclass
@@ -41,6 +42,9 @@ class FaceRecord:
     sampled_indices: (m,) every frame sampled, found or not (m >= n)
     retina_boxes:    (n, 4) float32 RetinaFace box of each face, frame pixels; NaN where
                      none was found or RetinaFace did not run (faces.retinaface)
+    masks:           (n, S, S) uint8 manipulation mask of each face (255: manipulated), cut
+                     from the dataset's mask video like the crop; None when there is none
+                     (reals, a method or dataset without masks, test splits)
     """
 
     video_id: str
@@ -54,6 +58,7 @@ class FaceRecord:
     sampled_indices: np.ndarray
     meta: dict = field(default_factory=dict)
     retina_boxes: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
     def __post_init__(self):
         if self.retina_boxes is None:
@@ -111,6 +116,8 @@ def write_shard(npz_path: str | Path, records: list[FaceRecord], videos_meta: li
             arrays[f"{rec.video_id}/{name}"] = np.asarray(getattr(rec, name))
         if np.isfinite(rec.retina_boxes).any():
             arrays[f"{rec.video_id}/retina_boxes"] = np.asarray(rec.retina_boxes, np.float32)
+        if rec.masks is not None:
+            arrays[f"{rec.video_id}/masks"] = np.asarray(rec.masks, np.uint8)
     with atomic_path(npz_path) as tmp:
         # zlib is lossless; each member is compressed separately so one video
         # decompresses without the others

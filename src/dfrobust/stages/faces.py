@@ -39,6 +39,7 @@ from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, face_of, faces_from_frames
 from dfrobust.media.sequence import ImageSequence, SequenceCache
 from dfrobust.media.framestore import FrameWriter, write_empty
+from dfrobust.media.masks import MASK_SPLITS, attach_masks
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
@@ -72,7 +73,7 @@ def stored_crop(faces: Settings) -> tuple[float, int]:
 
 def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settings, exe: str, boxer=None,
                   window: tuple[int, int] | None = None, frames: FrameWriter | None = None,
-                  source: ImageSequence | None = None) -> tuple[FaceRecord, dict]:
+                  source: ImageSequence | None = None, masks: bool = False) -> tuple[FaceRecord, dict]:
     """Faces of one video and its summary fields. Raises InputError for an unreadable video.
 
     boxer: the second face detector whose boxes are stored too (SBI's RetinaFace), or None.
@@ -82,6 +83,8 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settin
     copies' per-frame operations start from them: dfrobust.media.framestore), or None.
     source: the row's image sequence, unpacked (SequenceCache), read in place of a video
     file: frames sampled evenly by frame number, positions stored as frame indices.
+    masks: whether the faces also get their cut of the video's manipulation mask video, where
+    the index names one (dfrobust.media.masks; training and validation splits).
     """
     start = time.perf_counter()
     path = video["path"] if source is None else source
@@ -118,6 +121,8 @@ def extract_video(video: dict, n_samples: int, finder: FaceFinder, faces: Settin
                       frame_numbers=[int(source.numbers[i]) for i in record.frame_indices])
     if window:
         fields["n_windows"] = len(indices) // window[0]
+    if masks:
+        attach_masks(record, video, fields, exe, faces.threads)
     return record, fields
 
 
@@ -160,11 +165,12 @@ def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str
     videos = [{**v, "label": int(v["label"]), "status": "ok"} for v in videos]
     sequences = [sequence_of(v) for v in videos]
     seq_of = {id(v): s for v, s in zip(videos, sequences)}
+    masks = split in MASK_SPLITS
 
     def work(video: dict) -> dict:
         with cache.source(video, seq_of[id(video)]) as source:
             return {split: extract_video(video, n_samples, finder, faces, exe, boxer, window, frames,
-                                         source=source if isinstance(source, ImageSequence) else None)}
+                                         source=source if isinstance(source, ImageSequence) else None, masks=masks)}
 
     with SequenceCache(videos, sequences, scratch) as cache:
         done = process_videos(videos, [split], work, faces.min_faces, log, desc=f"faces {split}", progress=progress)
@@ -172,6 +178,8 @@ def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str
         if row.get("n_whole_image"):
             log(f"{row['video_id']}: no face found in {row['n_whole_image']} of {row['n_sampled']} sampled images; "
                 f"kept whole (missed_face: whole_image)")
+        if row.get("mask_note"):
+            log(f"MASK {row['video_id']}: {row['mask_note']}; its fake faces have no map target")
     if window:
         for row in done[split][1]:
             if row.get("n_windows") == 0:

@@ -11,6 +11,7 @@ directory ($TMPDIR, node-local on most clusters) for the run.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,9 @@ class FacePool:
     videos:      one dict per video: video_id, manipulation, label, n_faces
     geometry:    with stored crops, per face (frame pixels): crop_boxes, boxes, retina_boxes (N, 4),
                  frames (N, 2) width and height (0: unknown); None otherwise
+    masks:       for a detector that reads manipulation masks (its data's needs_masks): (N, s, s) uint8
+                 0..255 (memory-mapped), each face's mask cut as its face; None otherwise
+    mask_known:  (N,) bool with masks: real faces (all-zero masks) and fakes whose shard holds a mask
     """
 
     crops: np.ndarray
@@ -43,6 +47,8 @@ class FacePool:
     video_index: np.ndarray
     videos: list[dict] = field(default_factory=list)
     geometry: dict[str, np.ndarray] | None = None
+    masks: np.ndarray | None = None
+    mask_known: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -58,13 +64,15 @@ class FacePool:
             "videos": len(self.videos),
             "real_videos": int((video_labels == 0).sum()),
             "fake_videos": int((video_labels == 1).sum()),
+            **({} if self.mask_known is None else
+               {"fake_faces_with_masks": int(((labels == 1) & np.asarray(self.mask_known)).sum())}),
         }
 
 
 def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, labels: Sequence[int],
                workdir: str | Path, name: str, log: Callable[[str], None] = print,
                manipulations: Sequence[str] | None = None, view: Callable | None = None,
-               pick: Callable | None = None) -> FacePool:
+               pick: Callable | None = None, masks: Callable | None = None) -> FacePool:
     """Read `frames_per_video` faces of every video with one of `labels` from `shards`.
 
     Each video is decompressed once; videos of other labels are not read
@@ -74,7 +82,9 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
     evenly); a video it keeps nothing of is left out and reported.
     `view(record, index) -> (crops, landmarks, geometry or None)` is what the
     pool keeps of those faces (FaceData.pool_view: crops of side `size`);
-    None: the stored crops resized to `size`. Fails with the shard names when
+    None: the stored crops resized to `size`. `masks(record, index) -> (masks
+    (n, s, s) uint8, known)` keeps each face's manipulation mask too
+    (MaskData.pool_masks; None: no masks). Fails with the shard names when
     no face is left.
     """
     shards = [Path(s) for s in shards]
@@ -86,10 +96,10 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
     opened = [FaceShard(path) for path in shards]
     wanted = [(shard, v) for shard in opened for v in shard.video_ids if int(shard.meta(v)["label"]) in labels
               and (manipulations is None or int(shard.meta(v)["label"]) == 0 or shard.meta(v)["manipulation"] in manipulations)]
-    _check_space(Path(workdir), len(wanted) * frames_per_video * size * size * 3, name)
-    raw = Path(workdir) / f"{name}.u8"
-    landmarks, labels_out, video_index, videos, geometry, left_out = [], [], [], [], [], []
-    with open(raw, "wb") as fh:
+    _check_space(Path(workdir), len(wanted) * frames_per_video * size * size * (4 if masks else 3), name)
+    raw, raw_masks = Path(workdir) / f"{name}.u8", Path(workdir) / f"{name}.masks.u8"
+    landmarks, labels_out, video_index, videos, geometry, left_out, known, mask_side = [], [], [], [], [], [], [], 0
+    with open(raw, "wb") as fh, (open(raw_masks, "wb") if masks else contextlib.nullcontext()) as fm:
         for shard, video_id in wanted:
             rec = shard.read(video_id)
             if rec.n_faces == 0:
@@ -106,6 +116,13 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
                 raise InputError(f"{shard.path}: {video_id} has {crops.shape[1]} px faces, the pool {size} px "
                                  "(shards written with different faces.crop_size?)")
             fh.write(np.ascontiguousarray(crops).tobytes())
+            if masks:
+                rows_masks, is_known = masks(rec, idx)
+                if rows_masks.shape[1:] != (rows_masks.shape[1],) * 2 or (mask_side and rows_masks.shape[1] != mask_side):
+                    raise InputError(f"{shard.path}: {video_id}'s masks are {rows_masks.shape[1:]}, the pool's {mask_side} px")
+                mask_side = rows_masks.shape[1]
+                fm.write(np.ascontiguousarray(rows_masks, np.uint8).tobytes())
+                known.append(np.full(len(idx), bool(is_known)))
             landmarks.append(np.asarray(lms, np.float32))
             if geo is not None:
                 geometry.append(geo)
@@ -125,9 +142,13 @@ def build_pool(shards: Sequence[str | Path], frames_per_video: int, size: int, l
         video_index=np.concatenate(video_index), videos=videos,
         geometry={k: np.concatenate([g[k] for g in geometry]) for k in geometry[0]} if geometry else None,
     )
+    if masks:
+        pool.masks = np.memmap(raw_masks, dtype=np.uint8, mode="r", shape=(n, mask_side, mask_side))
+        pool.mask_known = np.concatenate(known)
     s = pool.summary()
     log(f"{name}: {s['faces']} faces ({s['real_faces']} real, {s['fake_faces']} fake) "
-        f"from {s['videos']} videos at {size}px")
+        f"from {s['videos']} videos at {size}px"
+        + (f"; manipulation masks for {s['fake_faces_with_masks']} of the {s['fake_faces']} fake faces" if masks else ""))
     return pool
 
 

@@ -36,7 +36,7 @@ from dfrobust.detectors.base import Detector
 from dfrobust.detectors.data import FaceData
 from dfrobust.detectors.inference import pick_device, save_weights
 from dfrobust.detectors.registry import build_data, build_detector, resolve_config
-from dfrobust.detectors.tensors import cat_collate
+from dfrobust.detectors.tensors import cat_collate, split_batch
 from dfrobust.core.errors import InputError
 from dfrobust.core.io import write_json
 from dfrobust.core.seeding import derive_seed, seed_everything
@@ -88,11 +88,13 @@ def evaluate(detector: Detector, loader: DataLoader) -> tuple[float, np.ndarray,
     detector.eval()
     total, probs, labels = 0.0, [], []
     with torch.inference_mode(), detector.autocast():
-        for images, y in loader:
+        for batch in loader:
+            images, y, extras = split_batch(batch)
             x = detector.preprocess(images)
             y = y.to(x.device)
             out = detector(x)
-            total += float(detector.loss(out, y)) * len(y)
+            with detector.batch_extras(extras):
+                total += float(detector.loss(out, y)) * len(y)
             probs.append(detector.proba(out).float().cpu().numpy())
             labels.append(y.cpu().numpy())
     probs_all, labels_all = np.concatenate(probs), np.concatenate(labels)
@@ -151,10 +153,11 @@ def train(method: str, cfg: dict | None, train_shards: Sequence[str | Path], val
         def side(shards):  # the pool keeps the detector's faces, or the stored crops it cuts them from per sample
             return stored_size(shards) if data.keeps_stored_crops else data.input_size
 
+        masks = data.pool_masks if data.needs_masks else None  # each face's manipulation mask (FFD)
         train_pool = build_pool(train_shards, int(resolved["frames_per_video"]), side(train_shards), data.train_labels, tmp,
-                                "train", log, manipulations, view=data.pool_view, pick=data.pool_rows)
+                                "train", log, manipulations, view=data.pool_view, pick=data.pool_rows, masks=masks)
         val_pool = build_pool(val_shards, int(resolved["val_frames_per_video"]), side(val_shards), data.val_labels, tmp,
-                              "val", log, manipulations, view=data.pool_view, pick=data.pool_rows)
+                              "val", log, manipulations, view=data.pool_view, pick=data.pool_rows, masks=masks)
         if len(data.val_labels) > 1 and len(np.unique(val_pool.labels)) < 2:
             raise InputError(f"validation faces have one class only ({', '.join(map(str, val_shards))}): no AUC to select on")
         val_ds = data.val_dataset(val_pool, derive_seed(seed, "val"))
@@ -205,6 +208,7 @@ def _run_epoch(detector: Detector, data: FaceData, steps, optimizer, scheduler, 
                batch, loader_kw, log) -> dict:
     t0 = time.perf_counter()
     detector.train()
+    detector.start_epoch(epoch)
     ds = data.train_dataset(pool, derive_seed(seed, "train", epoch))
     items = min(max(1, batch // ds.images_per_item), len(ds))
     if items * ds.images_per_item < 2:
@@ -212,9 +216,12 @@ def _run_epoch(detector: Detector, data: FaceData, steps, optimizer, scheduler, 
     loader = DataLoader(ds, batch_size=items, shuffle=False, drop_last=True, **loader_kw)
     lr = float(optimizer.param_groups[0]["lr"])
     losses, n_images, last_report = [], 0, t0
-    for step, (images, labels) in enumerate(tqdm(loader, desc=f"{detector.name} epoch {epoch}/{epochs}",
-                                                 disable=None, leave=False, mininterval=10), start=1):
-        with detector.autocast():  # every pass of the procedure's step (backward included: bf16 keeps float32's range)
+    for step, batch in enumerate(tqdm(loader, desc=f"{detector.name} epoch {epoch}/{epochs}",
+                                      disable=None, leave=False, mininterval=10), start=1):
+        images, labels, extras = split_batch(batch)
+        # every pass of the procedure's step (backward included: bf16 keeps float32's range); the items'
+        # extras (FFD's masks) reach the detector's loss aside, so no procedure needs to know of them
+        with detector.autocast(), detector.batch_extras(extras):
             losses.append(steps.step(optimizer, images, labels, f"epoch {epoch}, step {step}"))
         n_images += len(labels)
         if time.perf_counter() - last_report > PROGRESS_EVERY_S:  # logs are not terminals: no tqdm there
