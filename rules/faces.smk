@@ -20,6 +20,7 @@ rule extract_faces:
         ffmpeg=config["ffmpeg"],
         planned_shards=lambda wc: PLAN.shards(wc.dataset, wc.split),
         store_frames=lambda wc: (wc.dataset, wc.quality, wc.split) in STORED_FRAMES,
+        masks=lambda wc: PLAN.keeps_masks(wc.dataset, wc.split),
     log:
         "logs/faces/{dataset}/{quality}/{split}/shard_{shard}.log",
     benchmark:

@@ -159,3 +159,15 @@ def test_a_test_set_may_pool_qualities():
     assert plan.metrics_cell("ffpp_all", "clean")["quality"] == "raw+c23+c40"
     with pytest.raises(InputError, match="test_sets.x.quality': 'c50' is not a quality of ffpp"):
         plan_of(test_sets={"x": {"dataset": "ffpp", "quality": ["raw", "c50"]}})
+
+
+def test_face_jobs_keep_masks_only_where_a_model_reads_them():
+    """Manipulation masks (FFD's map supervision) cost a mask-video decode per fake: the training
+    dataset's train and val faces keep them only when a planned model's detector reads them."""
+    from dfrobust.workflow import prepare
+
+    _, plan, _ = prepare({})  # the demo: no detector reads masks
+    assert not plan.reads_masks and not plan.keeps_masks("ffpp", "train")
+    _, plan, _ = prepare({"models": [{"method": "ffd", "quality": "raw"}]})
+    assert plan.keeps_masks("ffpp", "train") and plan.keeps_masks("ffpp", "val")
+    assert not plan.keeps_masks("ffpp", "test")

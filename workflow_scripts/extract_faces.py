@@ -13,5 +13,5 @@ run_logged(
     sm.log[0], run_face_shard, sm.input.index, sm.wildcards.quality, sm.wildcards.split, int(sm.wildcards.shard),
     sm.params.planned_shards, sm.params.faces, sm.params.ffmpeg, sm.output.npz, provenance=provenance,
     dataset=sm.wildcards.dataset, out_frames=sm.output.frames,
-    store_frames=sm.params.store_frames,
+    store_frames=sm.params.store_frames, masks=sm.params.masks,
 )

@@ -66,10 +66,10 @@ def metrics_path(results: Path, method: str, train_quality: str, operation: str,
 def print_schema(block: str) -> int:
     import yaml
 
-    from dfrobust.config import generated_schemas
+    from dfrobust.config import GENERATED_BLOCKS, generated_schemas
     from dfrobust.core.config import load_schemas
 
-    blocks = {**load_schemas()[1], **generated_schemas()}
+    blocks = {**load_schemas()[1], **{name: generated_schemas()[name] for name in GENERATED_BLOCKS}}
     if block not in blocks:
         print(f"error: no config block {block!r} (blocks: {', '.join(sorted(blocks))})", file=sys.stderr)
         return 2

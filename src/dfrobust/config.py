@@ -35,7 +35,7 @@ def generated_schemas() -> dict[str, dict]:
         return _generate()
     package = Path(__file__).parent
     sources = [*sorted((package / "detectors").glob("*.py")), *sorted((package / "training" / "procedures").glob("*.py")),
-               package / "core" / "configurable.py", package / "core" / "schema" / "defs.yaml"]
+               package / "core" / "configurable.py", package / "core" / "schema" / "defs.yaml", Path(__file__)]
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:20]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dfrobust" / f"schemas-{digest}.json"
     if cache.is_file():
@@ -48,16 +48,29 @@ def generated_schemas() -> dict[str, dict]:
     return schemas
 
 
+GENERATED_BLOCKS = ("detectors", "procedures")
+
+
 def _generate() -> dict[str, dict]:
+    """The generated blocks' schemas, and what the plan needs to know of the detectors
+    without importing them (`reads_masks`: those whose data reads manipulation masks)."""
+    from dfrobust.detectors import available_detectors, detector_class
     from dfrobust.detectors import config_schema as detectors
     from dfrobust.training.procedures import config_schema as procedures
 
-    return {"detectors": detectors(), "procedures": procedures()}
+    reads_masks = [name for name in available_detectors() if detector_class(name).data_class.needs_masks]
+    return {"detectors": detectors(), "procedures": procedures(), "reads_masks": reads_masks}
 
 
 def validate_config(config: dict) -> dict:
     """The config with defaults filled, validated (InputError naming the key), keys sorted."""
-    return _validate(config, generated_schemas())
+    generated = generated_schemas()
+    return _validate(config, {name: generated[name] for name in GENERATED_BLOCKS})
+
+
+def reads_masks(method: str) -> bool:
+    """Whether a detector's data reads manipulation masks (FFD), known without importing it."""
+    return method in generated_schemas()["reads_masks"]
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:

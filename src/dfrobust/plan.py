@@ -32,6 +32,7 @@ from dfrobust.core.config import deep_update, vocabulary
 from dfrobust.core.errors import InputError
 from dfrobust.datasets import reader
 from dfrobust.demo.ffpp_layout import MANIFEST
+from dfrobust.media.masks import MASK_SPLITS
 from dfrobust.media.operations import Operation
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
@@ -202,6 +203,7 @@ class Plan:
     base_quality: str
     shard_size: int
     layout: Layout = LAYOUT
+    reads_masks: bool = False  # a model's detector reads manipulation masks (FFD): its training faces keep them
 
     # -- what the tables need ---------------------------------------------------------------
     def groups(self) -> dict[str, list[str]]:
@@ -266,6 +268,11 @@ class Plan:
         operations need none: they are scored on the clean faces)."""
         return sorted({(d, q, s, op) for _, d, q, split, op in self.score_keys() if not self.operations[op].is_identity
                        for s in self.splits_of(d, split)})
+
+    def keeps_masks(self, dataset: str, split: str) -> bool:
+        """Whether a face job keeps its faces' manipulation masks: the training dataset's training
+        and validation faces, where a planned model reads them."""
+        return self.reads_masks and dataset == self.main and split in MASK_SPLITS
 
     def stored_frames(self) -> set[tuple[str, str, str]]:
         """(dataset, quality, split) whose face jobs also store the sampled frames: their copies

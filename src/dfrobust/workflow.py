@@ -14,7 +14,7 @@ import os
 import re
 from typing import Iterable
 
-from dfrobust.config import validate_config
+from dfrobust.config import reads_masks, validate_config
 from dfrobust.core.config import block
 from dfrobust.datasets import any_present
 from dfrobust.demo import planned_counts
@@ -30,6 +30,7 @@ def prepare(config: dict) -> tuple[dict, Plan, list[str]]:
     plan = build_plan(validated, operations, lambda kind, cfg: planned_counts(kind, cfg, validated), any_present)
     detectors = [(m.method, m.detector_cfg(validated["detectors"])) for m in plan.models.values()]
     validated["faces"], notes = resolve_faces(validated["faces"], detectors)
+    plan.reads_masks = any(reads_masks(method) for method, _ in detectors)
     return validated, plan, notes
 
 

@@ -39,7 +39,7 @@ from dfrobust.media.detect import make_box_finder
 from dfrobust.media.faces import FaceFinder, face_of, faces_from_frames
 from dfrobust.media.sequence import ImageSequence, SequenceCache
 from dfrobust.media.framestore import FrameWriter, write_empty
-from dfrobust.media.masks import MASK_SPLITS, attach_masks
+from dfrobust.media.masks import attach_masks
 from dfrobust.media.store import FaceRecord, record_from_faces, write_shard
 from dfrobust.stages.shards import process_videos, summarise
 
@@ -148,13 +148,14 @@ def with_whole_images(found: list, kept: dict[int, np.ndarray], scale: float, si
 
 
 def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str, log=print, progress: bool = True,
-                  frames: FrameWriter | None = None, scratch: str | Path | None = None):
+                  frames: FrameWriter | None = None, scratch: str | Path | None = None, masks: bool = False):
     """Faces of every video of a shard: (records kept, summary rows of all videos).
 
     `videos` rows have video_id, manipulation, label, path, exists (an index's
     rows; an image sequence's also its sequence columns); `cfg` is the faces
     block; `frames` collects their sampled frames (see extract_video);
-    `scratch` is where sequences are unpacked (default: $TMPDIR).
+    `scratch` is where sequences are unpacked (default: $TMPDIR); `masks`: the
+    faces also keep their manipulation masks (a planned model reads them).
     """
     faces = block("faces", cfg)
     stored_crop(faces)
@@ -165,7 +166,6 @@ def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str
     videos = [{**v, "label": int(v["label"]), "status": "ok"} for v in videos]
     sequences = [sequence_of(v) for v in videos]
     seq_of = {id(v): s for v, s in zip(videos, sequences)}
-    masks = split in MASK_SPLITS
 
     def work(video: dict) -> dict:
         with cache.source(video, seq_of[id(video)]) as source:
@@ -189,19 +189,21 @@ def extract_shard(videos: list[dict], split: str, cfg: dict | Settings, exe: str
 
 
 def run_face_shard(index_csv, quality, split, shard, planned_shards, cfg, ffmpeg_path, out_npz, provenance=None,
-                   dataset: str | None = None, out_frames: str | Path | None = None, store_frames: bool = False):
+                   dataset: str | None = None, out_frames: str | Path | None = None, store_frames: bool = False,
+                   masks: bool = False):
     """Extract the faces of one shard of a dataset's index and write it (npz + json summary).
 
     out_frames: the archive of the shard's sampled frames (dfrobust.media.framestore),
     filled when `store_frames` (the test copies of this dataset and quality have
-    per-frame operations), else written empty."""
+    per-frame operations), else written empty. masks: the faces keep their cut of
+    the videos' manipulation masks (the plan asks for them where a model reads them)."""
     exe = ffmpeg.find_ffmpeg(ffmpeg_path)
     faces = block("faces", cfg)
     rows = shard_rows(index_csv, quality, split, int(shard), int(planned_shards), faces.shard_size)
     log(f"shard {shard} of {dataset or ''} {quality}/{split}: {len(rows)} videos, {cfg['frames'][split]} frames each, {ffmpeg.ffmpeg_version(exe)}")
     writer = FrameWriter(exe, Path(out_frames).parent) if out_frames is not None and store_frames else None
     try:
-        records, summary = extract_shard(rows, split, faces, exe, log=log, frames=writer)
+        records, summary = extract_shard(rows, split, faces, exe, log=log, frames=writer, masks=masks)
         if writer is not None:
             writer.write(out_frames)
             log(f"wrote {out_frames}: sampled frames of {len(writer.videos)} videos")
