@@ -454,7 +454,7 @@ def model_of(row: dict, config: dict, where: str, formats: dict | None = None) -
     model = Model(label, trainset, method, qualities, train_on, (), _freeze(row["settings"]), str(row["weights"]),
                   row["format"], _freeze(preprocessing), origin=where)
     if form["supplied"] and model.detector_cfg(config["detectors"])["pretrained"] is False:
-        raise InputError(f"config key '{where}.format': a {row['format']} file holds no {', '.join(form['supplied'])} "
+        raise InputError(f"config key '{where}.format': a {row['format']} file holds no {form['lacks']} "
                          f"weights; detectors.{method}.pretrained (or this row's settings) must supply them: true "
                          "(the ImageNet weights its authors used) or a local file")
     return model

@@ -61,6 +61,11 @@ class WeightsFormat:
     adapt: Mapping[str, Callable[[nn.Module], None]] = field(default_factory=dict)  # detector -> change after building
     supplied: tuple[str, ...] = ()  # key prefixes the file lacks: the detector's `pretrained` weights supply them
 
+    @property
+    def lacks(self) -> str:
+        """What the file lacks, in words (its `supplied` modules)."""
+        return ", ".join(prefix.rstrip(".") for prefix in self.supplied)
+
     def settings_for(self, method: str, where: str) -> dict:
         if ANY in self.settings:
             return dict(self.settings[ANY])
@@ -94,16 +99,16 @@ def describe() -> dict[str, dict]:
     """The formats as plain data, for planning without importing the detectors
     (dfrobust.config caches it beside the generated schemas)."""
     return {f.name: {"summary": f.summary, "source": f.source, "settings": {m: dict(s) for m, s in f.settings.items()},
-                     "supplied": list(f.supplied)} for f in FORMATS.values()}
+                     "supplied": list(f.supplied), "lacks": f.lacks} for f in FORMATS.values()}
 
 
 # -- reading a file safely ----------------------------------------------------------------------
-def read_checkpoint(path: str | Path, what: str = "weights file") -> Any:
+def read_checkpoint(path: str | Path) -> Any:
     """What a checkpoint file holds, read without running any of its code: torch.load with
     weights_only=True (tensors, dicts, lists, numbers, strings), or safetensors."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: {what} does not exist")
+        raise InputError(f"{path}: weights file does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -138,10 +143,10 @@ def _first_line(err: Exception) -> str:
 def tensors(value: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
     """A mapping of names to tensors (`module.` prefixes of DataParallel removed), or an error."""
     if not isinstance(value, Mapping) or not value:
-        raise InputError(f"{path}: {what}: expected a mapping of names to tensors, got {_kind(value)}")
+        raise InputError(f"{path}: not {what}: expected a mapping of names to tensors, got {_kind(value)}")
     bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise InputError(f"{path}: {what}: expected a mapping of names to tensors; {bad[:SHOWN]} hold "
+        raise InputError(f"{path}: not {what}: expected a mapping of names to tensors; {bad[:SHOWN]} hold "
                          f"{_kind(value[bad[0]])} (a checkpoint with more than weights? `dfrobust inspect-weights {path}`)")
     return {k.removeprefix("module."): v for k, v in value.items()}
 
@@ -283,7 +288,7 @@ def _dfrobust(blob: Any, method: str, path: Path) -> tuple[dict, dict]:
     if blob["method"] != method:
         raise InputError(f"{path}: the weights of detector {blob['method']!r}, not {method!r}")
     info = {"epoch": blob["epoch"], "val_auc": blob["val_auc"], "config": dict(blob["config"])}
-    return tensors(blob["state_dict"], path, "state_dict"), info
+    return tensors(blob["state_dict"], path, "a dfrobust state dict"), info
 
 
 @weights_format("state_dict", "the detector's own state_dict(), saved by torch.save or as safetensors",
@@ -307,7 +312,7 @@ def _sbi(blob: Any, method: str, path: Path) -> tuple[dict, dict]:
     if not isinstance(blob, Mapping) or not isinstance(blob.get("model"), Mapping):
         raise InputError(f"{path}: not a SelfBlendedImages checkpoint: expected a dict with a 'model' state dict "
                          f"(their train_sbi.py saves {{'model', 'optimizer', 'epoch'}}), got {_kind(blob)}")
-    state = tensors(blob["model"], path, "its 'model' entry")
+    state = tensors(blob["model"], path, "an SBI 'model' state dict")
     inner = efficientnet_pytorch_names({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     names = {k: (f"net.{inner[k.removeprefix('net.')]}" if k.startswith("net.") else k) for k in state}
     epoch = blob.get("epoch")

@@ -49,7 +49,9 @@ def load_trained(model_dir: str | Path, device: str | None = None) -> Detector:
     path = Path(model_dir)
     if path.is_dir():
         path = path / "weights.pt"
-    blob = read_checkpoint(path, "trained model weights")
+    if not path.is_file():
+        raise InputError(f"{path}: trained model weights do not exist")
+    blob = read_checkpoint(path)
     if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
         raise InputError(f"{path}: not a dfrobust weights file (format {WEIGHTS_FORMAT})")
     return load_weights(path, blob["method"], "dfrobust", {}, device=device, blob=blob)
@@ -59,9 +61,10 @@ def load_weights(path: str | Path, method: str, fmt: str, cfg: Mapping[str, Any]
                  device: str | None = None, blob: Any = None) -> Detector:
     """Detector `method` with the weights of `path`, a file in format `fmt`, in eval mode.
 
-    `cfg` is the detector's config (its block with the format's settings and the model's
-    own over it, dfrobust.plan.Model.detector_cfg); for format `dfrobust` the file's saved
-    config, with the model's `settings` over it. The file must fit the detector exactly
+    `cfg` is the detector's config block (partial: the class's defaults fill it), with the
+    format's settings (input size, normalisation, crop...) and then the model's own
+    `settings` laid over it; for format `dfrobust` the file's saved config takes the
+    block's place. The file must fit the detector exactly
     (dfrobust.detectors.formats.fit_state): nothing is loaded otherwise.
     `detector.trained` says what was loaded (path, format, epoch where the file has one).
     """
@@ -88,9 +91,10 @@ def _fitted(path: Path, method: str, fmt: str, cfg: Mapping[str, Any], settings:
     if blob is None:
         blob = read_checkpoint(path)
     state, info = form.convert(blob, method, path)
-    cfg = resolve_config(method, deep_update(info["config"], dict(settings or {})) if fmt == "dfrobust" else dict(cfg))
+    base = info["config"] if fmt == "dfrobust" else deep_update(dict(cfg), form.settings_for(method, "format"))
+    cfg = resolve_config(method, deep_update(base, dict(settings or {})))
     if form.supplied and cfg["pretrained"] is False:
-        raise InputError(f"{path}: format {fmt} holds no {', '.join(form.supplied)} weights; detectors.{method}.pretrained "
+        raise InputError(f"{path}: format {fmt} holds no {form.lacks} weights; detectors.{method}.pretrained "
                          "must supply them (true: the ImageNet weights the authors used, or a local file)")
     if not form.supplied or meta:
         cfg["pretrained"] = False  # the file holds every weight (or only keys and shapes are checked): nothing downloaded
