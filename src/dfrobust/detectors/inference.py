@@ -12,8 +12,9 @@ import torch
 
 from dfrobust.core.config import deep_update
 from dfrobust.detectors.base import Detector
-from dfrobust.detectors.formats import WEIGHTS_FORMAT, read_checkpoint
-from dfrobust.detectors.registry import build_detector, resolve_config
+from dfrobust.detectors.formats import (ANY, FORMATS, WEIGHTS_FORMAT, describe_mismatch, fit_state, mismatch, read_checkpoint,
+                                        weights_format_of)
+from dfrobust.detectors.registry import available_detectors, build_detector, resolve_config
 from dfrobust.core.errors import InputError
 from dfrobust.core.io import atomic_path
 
@@ -85,8 +86,6 @@ def check_weights(path: str | Path, method: str, fmt: str, cfg: Mapping[str, Any
 def _fitted(path: Path, method: str, fmt: str, cfg: Mapping[str, Any], settings: Mapping | None, blob: Any,
             meta: bool) -> tuple[Detector, dict, dict]:
     """(detector built for the file, its state dict from the file, what the file says)."""
-    from dfrobust.detectors.formats import fit_state, weights_format_of
-
     form = weights_format_of(fmt)
     if blob is None:
         blob = read_checkpoint(path)
@@ -114,9 +113,6 @@ def inspect_file(path: str | Path, method: str | None = None, fmt: str | None = 
     detector (or those named), whether it fits, else which keys do not. Fitting candidates
     first, then the others by how many keys do not fit. Detectors are built on the meta
     device (no weights), with their default settings and the format's."""
-    from dfrobust.detectors.formats import ANY, FORMATS, describe_mismatch, mismatch
-    from dfrobust.detectors.registry import available_detectors, resolve_config
-
     path = Path(path)
     blob = read_checkpoint(path)
     found = {"file": str(path), "holds": _holds(blob), "candidates": []}

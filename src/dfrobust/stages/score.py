@@ -74,9 +74,13 @@ def score_copy(model: str | Path, shard_paths: list[str | Path], out_csv: str | 
     else:
         detector = load_weights(model, weights["method"], weights["format"], weights["detector"], weights["settings"],
                                 device=device).set_compute(compute)
-    trained = detector.trained
-    what = [f"format {trained['format']}"] * (weights is not None) + [f"epoch {trained['epoch']}"] * (trained["epoch"] is not None)
-    what += [f"val AUC {trained['val_auc']:.4f}"] * (trained["val_auc"] is not None)
+    trained, what = detector.trained, []
+    if weights is not None:
+        what.append(f"format {trained['format']}")
+    if trained["epoch"] is not None:
+        what.append(f"epoch {trained['epoch']}")
+    if trained["val_auc"] is not None:
+        what.append(f"val AUC {trained['val_auc']:.4f}")
     log(f"scoring {len(shard_paths)} shard(s) with {model} ({', '.join(what)})")
     perturb = operation["perturb"]
     where = f"operations ({operation['name']!r}).perturb"
