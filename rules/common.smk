@@ -100,7 +100,21 @@ FETCHES = {fetch[0]: (m.method, fetch[1]) for m in PLAN.models.values() if (fetc
 
 # --- scores, metrics, tables ---
 def weights_input(wildcards):
-    return LAYOUT.weights.format(model=wildcards.model, trainset=wildcards.trainset)
+    """The weights a model's scores come from: its weights.pt, or the file its row names
+    (a model trained elsewhere: no train job; the file's checksum goes into the metrics' provenance)."""
+    model = model_of(wildcards)
+    return LAYOUT.model_weights(model.id) if model.trains else model.weights
+
+
+def scoring_pretrained(wildcards):
+    """What a weights file's detector takes from `pretrained` (capsule_forensics: the VGG19
+    extractor its file lacks); nothing for a trained model (its weights.pt holds every weight)."""
+    return [] if model_of(wildcards).trains else pretrained_inputs(wildcards)
+
+
+def scoring_weights(wildcards):
+    """How a score job reads a weights file (detector, format, settings); None for a trained model."""
+    return model_of(wildcards).scoring(config["detectors"])
 
 
 def test_set_scores(wildcards):
@@ -119,7 +133,9 @@ def threshold_scores(wildcards):
 
 def metrics_cell(wildcards):
     """What a metrics file is about: the model, the test set and the operation."""
-    return {"method": wildcards.model, "train_quality": wildcards.trainset,
+    model = model_of(wildcards)
+    weights = {} if model.trains else {"weights": model.weights, "format": model.format}
+    return {"method": wildcards.model, "train_quality": wildcards.trainset, **weights,
             **PLAN.metrics_cell(wildcards.test_set, wildcards.operation)}
 
 

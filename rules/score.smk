@@ -4,13 +4,15 @@
 
 
 rule score:
-    """Run one trained model on every face of one test copy (one row per frame)."""
+    """Run one model (trained, or a weights file read in its format) on every face of one test copy (one row per frame)."""
     input:
         model=weights_input,
         faces=lambda wc: PLAN.copy_shards(wc.dataset, wc.quality, wc.split, wc.operation),
+        pretrained=scoring_pretrained,
     output:
         LAYOUT.scores,
     params:
+        weights=scoring_weights,
         scoring=config["scoring"],
         compute=config["compute"],
         operation=lambda wc: PLAN.operations[wc.operation].params(),

@@ -1,4 +1,5 @@
-# Training: one model per (detector, training set, procedure) any table names.
+# Training: one model per (detector, training set, procedure) any table names; a model whose
+# row names `weights` (trained elsewhere) has no train job: its file is an input of its scores.
 
 
 rule train:
@@ -60,9 +61,9 @@ rule fetch_pretrained:
 
 
 rule models:
-    """Every model the tables need."""
+    """Every model the tables need that the workflow trains (not those scoring a weights file)."""
     input:
-        [LAYOUT.model_weights(m.id) for m in PLAN.models.values()],
+        [LAYOUT.model_weights(m.id) for m in PLAN.models.values() if m.trains],
     localrule: True
 
 

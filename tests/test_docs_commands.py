@@ -44,6 +44,7 @@ BIN = Path(sys.executable).parent
 SKIP = {
     "tests/slurm/": "needs root and a SLURM cluster: tests/test_slurm.py runs it",
     "--report": "needs a finished run: tests/test_workflow.py::test_html_report",
+    "inspect-weights": "needs a published weights file: tests/test_checkpoints.py runs it on their formats",
 }
 
 

@@ -1,5 +1,6 @@
 """Command line: `dfrobust trace` answers "where does this table cell come from";
-`dfrobust schema BLOCK` prints what a config block may hold (its JSON schema, as YAML)."""
+`dfrobust schema BLOCK` prints what a config block may hold (its JSON schema, as YAML);
+`dfrobust inspect-weights FILE` says which weights format and detector a file fits."""
 
 from __future__ import annotations
 
@@ -25,9 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--json", action="store_true", help="print JSON instead of text")
     schema = sub.add_parser("schema", help="the schema of one config block (defaults and descriptions)")
     schema.add_argument("block", help="a top-level config key, e.g. detectors, faces, operations")
+    inspect = sub.add_parser("inspect-weights", help="the weights format and detector a file fits, and the keys that do not")
+    inspect.add_argument("file", help="a weights file (.pt, .pth, .tar, .safetensors)")
+    inspect.add_argument("--method", default=None, help="only this detector")
+    inspect.add_argument("--format", default=None, dest="fmt", help="only this format")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     if args.command == "schema":
         return print_schema(args.block)
+    if args.command == "inspect-weights":
+        return inspect_weights(args.file, args.method, args.fmt, args.json)
 
     from dfrobust.reporting.trace import format_trace, trace_cell
 
@@ -66,16 +74,44 @@ def metrics_path(results: Path, method: str, train_quality: str, operation: str,
 def print_schema(block: str) -> int:
     import yaml
 
-    from dfrobust.config import GENERATED_BLOCKS, generated_schemas
+    from dfrobust.config import generated_schemas
     from dfrobust.core.config import load_schemas
 
-    blocks = {**load_schemas()[1], **{name: generated_schemas()[name] for name in GENERATED_BLOCKS}}
+    blocks = {**load_schemas()[1], **generated_schemas()}
     if block not in blocks:
         print(f"error: no config block {block!r} (blocks: {', '.join(sorted(blocks))})", file=sys.stderr)
         return 2
     schema = {k: v for k, v in blocks[block].items() if k != "$defs"}
     print(yaml.safe_dump(schema, sort_keys=False, width=100))
     return 0
+
+
+def inspect_weights(path: str, method: str | None, fmt: str | None, as_json: bool) -> int:
+    """Print what a weights file fits (exit 0), or the nearest fits and their keys (exit 1);
+    a file refused or unreadable: exit 2."""
+    from dfrobust.detectors.inference import inspect_file
+
+    try:
+        found = inspect_file(path, method, fmt)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    fits = [c for c in found["candidates"] if c["fits"]]
+    if as_json:
+        print(json.dumps(found, indent=2, default=str))
+        return 0 if fits else 1
+    print(f"{found['file']}: {found['holds']}; read as tensors only (torch.load weights_only=True)")
+    for c in fits:
+        epoch = f", epoch {c['epoch']}" if c["epoch"] is not None else ""
+        print(f"fits: format {c['format']}, detector {c['method']} ({c['tensors']} tensors{epoch})")
+        print(f"  settings its rows take: {json.dumps(c['settings'])}")
+        print(f"  model row: {{method: {c['method']}, weights: {found['file']}, format: {c['format']}, name: <a name>}}")
+    if not fits:
+        print("fits no detector in any format" + (f" (asked: {method or 'any detector'}, {fmt or 'any format'})"
+                                                   if method or fmt else "") + "; nearest:")
+        for c in found["candidates"][:3]:
+            print(f"  format {c['format']}, detector {c['method']}: {c['problem']}")
+    return 0 if fits else 1
 
 
 if __name__ == "__main__":

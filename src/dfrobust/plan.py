@@ -9,6 +9,8 @@ Snakemake.
     model      (detector, training qualities, training manipulations, procedure)
                -> results/models/{name}/{trainset}/    e.g. xception/c23, efficientnet_b4/c23-NT,
                                                           convnext_base+pim/raw, xception/raw+c23+c40
+               or (detector, weights file, format): trained elsewhere, no train job; its file is
+               an input of its score jobs                 e.g. sbi_official/raw, xception/external
     test set   (dataset, quality, split, manipulations) e.g. ffpp_raw, ffpp_c23_NT, celebdf
     column     (test set, operation)                   the operation is `clean` unless it says otherwise
     table      rows (models) x columns x metrics       Table I is one (`table1`): its rows are `models`,
@@ -42,6 +44,7 @@ REFERENCE = "clean"
 TABLE1 = "table1"
 SPLITS = vocabulary("split")
 ALL_SPLITS = "all"  # a test set reading every split of its dataset
+EXTERNAL = "external"  # the training set of a weights file whose row names no quality
 
 
 @dataclass(frozen=True)
@@ -111,26 +114,47 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Model:
-    """A trained model: one row of a table."""
+    """A model: one row of a table. Trained by the workflow, or (`weights`) a file trained
+    elsewhere, read in its `format` and scored as it is."""
 
     name: str
     trainset: str
     method: str
-    qualities: tuple[str, ...]
+    qualities: tuple[str, ...]  # trained on (a weights file's: what its row says it was trained on, a label)
     train_on: tuple[str, ...]
     procedure: tuple = ()  # (("name", "pim"), ("r", 0.1), ...): hashable
     settings: tuple = ()  # detector settings of this model only, over its `detectors` block
+    weights: str | None = None  # a weights file scored as it is (no training), read as `format`
+    format: str | None = None
+    preprocessing: tuple = ()  # the format's detector settings (input size, mean/std, crop, ...)
+    origin: str = field(default="", compare=False, hash=False)  # the config key of its (first) row
 
     @property
     def id(self) -> str:
         return f"{self.name}/{self.trainset}"
 
+    @property
+    def trains(self) -> bool:
+        """Whether the workflow trains it (False: a weights file, scored as it is)."""
+        return self.weights is None
+
     def procedure_cfg(self) -> dict:
         return _thaw(self.procedure) or {"name": "plain"}
 
+    def own_settings(self) -> dict:
+        return _thaw(self.settings) or {}
+
     def detector_cfg(self, detectors: dict) -> dict:
-        """The detector's config block with this model's own settings over it."""
-        return deep_update(detectors[self.method], _thaw(self.settings))
+        """The detector's config block with its weights format's settings (a weights row) and
+        this model's own settings over it."""
+        return deep_update(deep_update(detectors[self.method], _thaw(self.preprocessing) or {}), self.own_settings())
+
+    def scoring(self, detectors: dict) -> dict | None:
+        """What a score job needs to load a weights file (None: a trained model's weights.pt)."""
+        if self.trains:
+            return None
+        return {"method": self.method, "format": self.format, "detector": self.detector_cfg(detectors),
+                "settings": self.own_settings()}
 
     def fetch(self, detectors: dict) -> tuple[str, dict] | None:
         """(name, detector block) of the ImageNet-weights download this model waits for
@@ -251,7 +275,7 @@ class Plan:
 
     def face_keys(self) -> set[tuple[str, str, str]]:
         """(dataset, quality, split) of every face shard set a job reads."""
-        keys = {(self.main, q, split) for m in self.models.values() for q in m.qualities for split in ("train", "val")}
+        keys = {(self.main, q, split) for m in self.models.values() if m.trains for q in m.qualities for split in ("train", "val")}
         for _, dataset, quality, split, _ in self.score_keys():
             keys |= {(dataset, quality, s) for s in self.splits_of(dataset, split)}
         return keys
@@ -382,7 +406,7 @@ def datasets_of(config: dict, counts_of: Callable[[str, dict], dict]) -> dict[st
 def check_pretrained_weights(models: dict[str, Model], detectors: dict) -> None:
     """A `pretrained` path into results/models/ is a model the workflow trains
     first: it must be a planned model's weights, and not the model's own."""
-    planned = {LAYOUT.model_weights(m.id): m for m in models.values()}
+    planned = {LAYOUT.model_weights(m.id): m for m in models.values() if m.trains}
     for model in models.values():
         path = model.detector_cfg(detectors)["pretrained"]
         if not isinstance(path, str) or not Path(path).as_posix().startswith("results/models/"):
@@ -396,17 +420,24 @@ def check_pretrained_weights(models: dict[str, Model], detectors: dict) -> None:
             raise InputError(f"{where}: {path} is the model's own weights")
 
 
-def model_of(row: dict, config: dict, where: str) -> Model:
-    """A model from a `models` row (or a table's row)."""
+def model_of(row: dict, config: dict, where: str, formats: dict | None = None) -> Model:
+    """A model from a `models` row (or a table's row). `formats`: the weights formats a row with
+    `weights` may name (dfrobust.config.weights_formats; None: read from the detectors)."""
     methods = tuple(config["dataset"]["methods"])
     method = row["method"]
     if method not in config["detectors"]:
         raise InputError(f"config key '{where}': detector {method!r} has no block in 'detectors' ({sorted(config['detectors'])})")
-    qualities = row["quality"] if isinstance(row["quality"], list) else [row["quality"]]
+    if (row["weights"] is None) != (row["format"] is None):
+        raise InputError(f"config key '{where}': `weights` (a file trained elsewhere) and `format` (how to read it) go "
+                         "together; `dfrobust inspect-weights FILE` says a file's format")
+    external = row["weights"] is not None
+    if row["quality"] is None and not external:
+        raise InputError(f"config key '{where}': a model the workflow trains needs `quality` (its training qualities)")
+    qualities = row["quality"] if isinstance(row["quality"], list) else [row["quality"]] if row["quality"] else []
     order = {q: i for i, q in enumerate(vocabulary("quality"))}
     qualities = tuple(sorted(dict.fromkeys(qualities), key=lambda q: order.get(q, len(order))))
     for quality in qualities:
-        if quality not in config["dataset"]["qualities"]:
+        if quality not in config["dataset"]["qualities"] and not external:  # a weights row's qualities are a label
             raise InputError(f"config key '{where}': quality {quality!r} is not in dataset.qualities {config['dataset']['qualities']}")
     train_on = tuple(row["train_on"] or methods)
     unknown = [m for m in train_on if m not in methods]
@@ -419,7 +450,7 @@ def model_of(row: dict, config: dict, where: str) -> Model:
     if name not in config["procedures"]:
         raise InputError(f"config key '{where}.procedure': unknown training procedure {name!r} ({sorted(config['procedures'])})")
     settings = {**config["procedures"][name], **{k: v for k, v in procedure.items() if k != "name"}}
-    trainset = "+".join(qualities) + ("" if train_on == methods else "-" + "+".join(short(m) for m in train_on))
+    trainset = ("+".join(qualities) or EXTERNAL) + ("" if train_on == methods else "-" + "+".join(short(m) for m in train_on))
     if row["settings"] and not row["name"]:
         raise InputError(f"config key '{where}.settings': a model with its own detector settings needs a `name`")
     unknown = sorted(set(row["settings"]) - set(config["detectors"][method]))
@@ -429,7 +460,39 @@ def model_of(row: dict, config: dict, where: str) -> Model:
     label = row["name"] or (method if name == "plain" else f"{method}+{name}")
     _check_name("model", label)
     frozen = _freeze({"name": name, **settings}) if name != "plain" else ()
-    return Model(label, trainset, method, qualities, train_on, frozen, _freeze(row["settings"]))
+    if not external:
+        return Model(label, trainset, method, qualities, train_on, frozen, _freeze(row["settings"]), origin=where)
+    if name != "plain":
+        raise InputError(f"config key '{where}.procedure': a model with `weights` is not trained here, so it has no "
+                         f"training procedure ({name!r})")
+    if formats is None:
+        from dfrobust.detectors.formats import describe
+
+        formats = describe()
+    if row["format"] not in formats:
+        raise InputError(f"config key '{where}.format': unknown weights format {row['format']!r} (known: {', '.join(formats)})")
+    form = formats[row["format"]]
+    if "*" not in form["settings"] and method not in form["settings"]:
+        raise InputError(f"config key '{where}.format': format {row['format']} holds weights of detector(s) "
+                         f"{', '.join(form['settings'])}, not {method!r}")
+    preprocessing = form["settings"]["*" if "*" in form["settings"] else method]
+    model = Model(label, trainset, method, qualities, train_on, (), _freeze(row["settings"]), str(row["weights"]),
+                  row["format"], _freeze(preprocessing), origin=where)
+    if form["supplied"] and model.detector_cfg(config["detectors"])["pretrained"] is False:
+        raise InputError(f"config key '{where}.format': a {row['format']} file holds no {form['lacks']} "
+                         f"weights; detectors.{method}.pretrained (or this row's settings) must supply them: true "
+                         "(the ImageNet weights its authors used) or a local file")
+    return model
+
+
+def check_weights_files(models: dict[str, Model]) -> None:
+    """A weights row's file exists, or is the weights.pt of a planned model (trained first)."""
+    planned = {LAYOUT.model_weights(m.id) for m in models.values() if m.trains}
+    for model in models.values():
+        if model.trains or Path(model.weights).is_file():
+            continue
+        if Path(model.weights).as_posix() not in planned:
+            raise InputError(f"config key '{model.origin}.weights': {model.weights} does not exist")
 
 
 class _Block(tuple):
@@ -544,11 +607,11 @@ def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, Test
 
 
 def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[str, dict], dict],
-               present_of: Callable[[str, dict, tuple, str], bool] | None = None) -> Plan:
+               present_of: Callable[[str, dict, tuple, str], bool] | None = None, formats: dict | None = None) -> Plan:
     """The plan of a validated config; `operations` are the expanded operations
     (Table I's columns), `counts_of(kind, cfg)` plans a dataset's splits from its label
     files, `present_of(kind, cfg, splits, quality)` says whether any listed video is on
-    disk (None: not checked)."""
+    disk (None: not checked), `formats` the weights formats (model_of)."""
     datasets = datasets_of(config, counts_of)
     main = config["dataset"]["name"]
     base_quality = config["operations"]["base_quality"]
@@ -561,14 +624,15 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
     models: dict[str, Model] = {}
 
     def add(row: dict, where: str) -> Model:
-        model = model_of(row, config, where)
+        model = model_of(row, config, where, formats)
         if model.id in models and models[model.id] != model:
             raise InputError(f"config key '{where}': model {model.id} differs from another model of that name; give it a `name`")
         return models.setdefault(model.id, model)
 
     table1_rows = [add(row, f"models.{i}") for i, row in enumerate(config["models"])]
     for i, row in enumerate(config["pretraining"]):
-        add(row, f"pretraining.{i}")
+        if add(row, f"pretraining.{i}").weights is not None:
+            raise InputError(f"config key 'pretraining.{i}': a pretraining model is trained here; it cannot name `weights`")
     tables = {TABLE1: table1_of(config, table1_rows, base, ops)}
     for name, spec in config["tables"].items():
         _check_name("table", name)
@@ -577,13 +641,14 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
         rows = [add(row, f"tables.{name}.rows.{i}") for i, row in enumerate(spec["rows"])] if spec["rows"] else list(table1_rows)
         tables[name] = table_of(name, spec, rows, test_sets, ops)
     check_pretrained_weights(models, config["detectors"])
+    check_weights_files(models)
     plan = Plan(main, datasets, models, test_sets, tables, ops, base_quality, config["faces"]["shard_size"])
     used = {read for _, test_set, _ in plan.cells() for read in plan.reads(test_set)}
     for name in sorted(used):
         ts = test_sets[name]
         check_listed(f"test_sets.{name}" if name != base.name else "operations.base_quality", datasets[ts.dataset],
                      SPLITS if ts.split == ALL_SPLITS else (ts.split,), ts.qualities[0], "test set", present_of)
-    for quality in sorted({q for m in models.values() for q in m.qualities}):
+    for quality in sorted({q for m in models.values() if m.trains for q in m.qualities}):
         for split in ("train", "val"):
             check_listed("dataset", datasets[main], (split,), quality, f"the models' {split} set", present_of)
     return plan

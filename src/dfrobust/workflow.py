@@ -14,7 +14,7 @@ import os
 import re
 from typing import Iterable
 
-from dfrobust.config import reads_masks, validate_config
+from dfrobust.config import check_model_weights, plugin_modules, reads_masks, validate_config, weights_formats
 from dfrobust.core.config import block
 from dfrobust.datasets import any_present
 from dfrobust.demo import planned_counts
@@ -27,10 +27,12 @@ def prepare(config: dict) -> tuple[dict, Plan, list[str]]:
     """(validated config, plan, notes) of a workflow config; InputError naming the key."""
     validated = validate_config(config)
     operations = expand_operations(block("operations", validated["operations"]))
-    plan = build_plan(validated, operations, lambda kind, cfg: planned_counts(kind, cfg, validated), any_present)
+    plan = build_plan(validated, operations, lambda kind, cfg: planned_counts(kind, cfg, validated), any_present,
+                      weights_formats(plugin_modules(config)))
+    check_model_weights(plan.models.values(), validated["detectors"])  # weights files fit their detectors, before any job
     detectors = [(m.method, m.detector_cfg(validated["detectors"])) for m in plan.models.values()]
     validated["faces"], notes = resolve_faces(validated["faces"], detectors)
-    plan.reads_masks = any(reads_masks(method) for method, _ in detectors)
+    plan.reads_masks = any(reads_masks(method, plugin_modules(config)) for method, _ in detectors)
     return validated, plan, notes
 
 

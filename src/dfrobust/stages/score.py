@@ -66,19 +66,31 @@ def score_faces(detector, shard_paths: list[str | Path], batch_size: int) -> pd.
     return table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
 
 
-def score_copy(model_dir: str | Path, shard_paths: list[str | Path], out_csv: str | Path,
-               batch_size: int, device: str, compute: dict, operation: dict) -> pd.DataFrame:
+def score_copy(model: str | Path, shard_paths: list[str | Path], out_csv: str | Path,
+               batch_size: int, device: str, compute: dict, operation: dict, weights: Mapping | None = None) -> pd.DataFrame:
     """Load the model, score every face of the copy (under the `compute` block's precision
     and memory layout; with the operation's scoring perturbation, if it has one), write the
-    per-frame CSV atomically."""
+    per-frame CSV atomically. `model` is a trained model's folder or weights.pt, or (`weights`:
+    method, format, detector config and the row's settings, dfrobust.plan.Model.scoring) a
+    weights file trained elsewhere."""
     from contextlib import nullcontext
 
-    from dfrobust.detectors.inference import load_trained
+    from dfrobust.detectors.inference import load_trained, load_weights
     from dfrobust.training.procedures.pim import shifted_statistics
 
-    detector = load_trained(model_dir, device=device).set_compute(compute)
-    log(f"scoring {len(shard_paths)} shard(s) with {model_dir} (epoch {detector.trained['epoch']}, "
-        f"val AUC {detector.trained['val_auc']:.4f})")
+    if weights is None:
+        detector = load_trained(model, device=device).set_compute(compute)
+    else:
+        detector = load_weights(model, weights["method"], weights["format"], weights["detector"], weights["settings"],
+                                device=device).set_compute(compute)
+    trained, what = detector.trained, []
+    if weights is not None:
+        what.append(f"format {trained['format']}")
+    if trained["epoch"] is not None:
+        what.append(f"epoch {trained['epoch']}")
+    if trained["val_auc"] is not None:
+        what.append(f"val AUC {trained['val_auc']:.4f}")
+    log(f"scoring {len(shard_paths)} shard(s) with {model} ({', '.join(what)})")
     perturb = operation["perturb"]
     where = f"operations ({operation['name']!r}).perturb"
     with detector.autocast(), shifted_statistics(detector, perturb, where) if perturb else nullcontext():
