@@ -76,3 +76,14 @@ class Augmenter:
         seed = int(seed) % 2**32
         self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
         return self.compose(image=np.ascontiguousarray(image))["image"]
+
+    def with_mask(self, image: np.ndarray, mask: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The face and its (H, W) manipulation mask under one draw: spatial transforms move both,
+        the others change the face only (albumentations' `mask` target); the face is the
+        same as __call__'s with that seed."""
+        if self.compose is None:
+            return image, mask
+        seed = int(seed) % 2**32
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        out = self.compose(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
+        return out["image"], out["mask"]

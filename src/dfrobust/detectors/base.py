@@ -142,6 +142,31 @@ class Detector(Configurable, nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self._mean.device.type, dtype=torch.bfloat16)
 
+    # -- hooks of the training loop: per-face data besides images and labels, epochs ------
+    #: per-face data of the batch being trained on or evaluated (set by batch_extras)
+    _extras: dict[str, torch.Tensor] = {}
+
+    @contextlib.contextmanager
+    def batch_extras(self, extras: dict[str, torch.Tensor] | None):
+        """Inside: the per-face data the batch's items carry besides images and labels (e.g. FFD's
+        manipulation masks), for `loss` to read with `batch_extra`. The training loop sets them
+        around each procedure step and validation batch; procedures never see them, so a
+        detector whose loss needs them works under every procedure unchanged."""
+        previous = self._extras
+        self._extras = dict(extras or {})
+        try:
+            yield
+        finally:
+            self._extras = previous
+
+    def batch_extra(self, key: str) -> torch.Tensor | None:
+        """One of the current batch's extras (see batch_extras), None when the batch has none."""
+        return self._extras[key] if key in self._extras else None
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the training loop before epoch `epoch` (1-based) trains, also on the first
+        epoch after a resume: a setting that changes per epoch is set here. Nothing by default."""
+
     def loss(self, output: Any, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from dfrobust.detectors.augment import Augmenter
 from dfrobust.detectors.crop import FaceCrop, geometry_of
 from dfrobust.detectors.tensors import pick_frames, resize_crops, to_tensor
+from dfrobust.media.crops import cut
 
 
 def pool_face(pool, j: int, crop: FaceCrop | None, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -33,19 +34,43 @@ def pool_face(pool, j: int, crop: FaceCrop | None, rng: np.random.Generator | No
     return crop.faces(pool.crops[j : j + 1], {k: v[j : j + 1] for k, v in pool.geometry.items()}, rng)
 
 
+def pool_face_and_mask(pool, j: int, crop: FaceCrop | None,
+                       rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Face j of a pool and its manipulation mask, (1, S, S, 3) and (1, S, S), cut by one draw of
+    the crop: the face is pool_face's for the same `rng`."""
+    if getattr(pool, "geometry", None) is None or crop is None:
+        return pool.crops[j : j + 1], pool.masks[j : j + 1]
+    geometry = {k: v[j : j + 1] for k, v in pool.geometry.items()}
+    region, box = crop.regions(geometry, rng)[0], geometry["crop_boxes"][0]
+    return (cut(np.asarray(pool.crops[j]), box, region, crop.size)[None],
+            cut(np.asarray(pool.masks[j]), box, region, crop.size)[None])
+
+
+def mask_extras(masks: np.ndarray, known: bool) -> dict[str, torch.Tensor]:
+    """A dataset item's extras (dfrobust.detectors.base.Detector.batch_extras): masks (k, S, S) uint8
+    and whether each is known (mask_known, (k,) bool)."""
+    masks = np.asarray(masks, np.uint8)
+    return {"masks": torch.from_numpy(np.array(masks)), "mask_known": torch.full((len(masks),), bool(known))}
+
+
 class PoolFaces(Dataset):
-    """Every face of a pool once, in order (validation)."""
+    """Every face of a pool once, in order (validation); with `masks`, each item also carries
+    the face's manipulation mask (the pool's masks, cut like the face)."""
 
     images_per_item = 1
 
-    def __init__(self, pool, crop: FaceCrop | None = None):
-        self.pool, self.crop = pool, crop
+    def __init__(self, pool, crop: FaceCrop | None = None, masks: bool = False):
+        self.pool, self.crop, self.masks = pool, crop, masks
 
     def __len__(self) -> int:
         return len(self.pool)
 
     def __getitem__(self, i: int):
-        return to_tensor(pool_face(self.pool, i, self.crop)), torch.tensor([int(self.pool.labels[i])])
+        label = torch.tensor([int(self.pool.labels[i])])
+        if not self.masks:
+            return to_tensor(pool_face(self.pool, i, self.crop)), label
+        face, mask = pool_face_and_mask(self.pool, i, self.crop)
+        return to_tensor(face), label, mask_extras(mask, self.pool.mask_known[i])
 
 
 class BalancedFaces(Dataset):
@@ -61,8 +86,9 @@ class BalancedFaces(Dataset):
 
     images_per_item = 1
 
-    def __init__(self, pool, seed: int, balanced: bool, augment: Augmenter | None = None, crop: FaceCrop | None = None):
-        self.pool, self.seed, self.augment, self.crop = pool, seed, augment, crop
+    def __init__(self, pool, seed: int, balanced: bool, augment: Augmenter | None = None, crop: FaceCrop | None = None,
+                 masks: bool = False):
+        self.pool, self.seed, self.augment, self.crop, self.masks = pool, seed, augment, crop, masks
         rng = np.random.default_rng(seed)
         labels = np.asarray(pool.labels)
         classes = np.unique(labels)
@@ -82,10 +108,17 @@ class BalancedFaces(Dataset):
 
     def __getitem__(self, i: int):
         j = int(self.order[i])
+        label = torch.tensor([int(self.pool.labels[j])])
+        if self.masks:  # the face and its mask under the same crop draw and augmentation
+            crops, mask = pool_face_and_mask(self.pool, j, self.crop, np.random.default_rng([self.seed, i]))
+            if self.augment:
+                face, mask2d = self.augment.with_mask(crops[0], mask[0], np.random.SeedSequence([self.seed, i]).generate_state(1)[0])
+                crops, mask = face[None], mask2d[None]
+            return to_tensor(crops), label, mask_extras(mask, self.pool.mask_known[j])
         crops = pool_face(self.pool, j, self.crop, np.random.default_rng([self.seed, i]))
         if self.augment:
             crops = self.augment(crops[0], np.random.SeedSequence([self.seed, i]).generate_state(1)[0])[None]
-        return to_tensor(crops), torch.tensor([int(self.pool.labels[j])])
+        return to_tensor(crops), label
 
 
 def predict_faces(detector, faces: np.ndarray, batch_size: int) -> np.ndarray:
@@ -115,6 +148,8 @@ class FaceData:
 
     #: labels of the training faces the method reads (SBI: reals only)
     train_labels: tuple[int, ...] = (0, 1)
+    #: whether the training and validation pools keep each face's manipulation mask (pool_masks)
+    needs_masks: bool = False
 
     def __init__(self, cfg: dict[str, Any], name: str):
         self.cfg, self.name = cfg, name
@@ -186,3 +221,38 @@ class FaceData:
         scores = predict_faces(detector, np.concatenate(faces), batch_size) if faces else np.zeros(0, np.float32)
         split = np.cumsum([r.n_faces for r in records])[:-1]
         return [(r.frame_indices, s) for r, s in zip(records, np.split(scores, split))]
+
+
+class MaskData(FaceData):
+    """FaceData whose training and validation items also carry each face's manipulation mask
+    (its extras: masks (1, S, S) uint8 and mask_known, for a loss that reads them through
+    Detector.batch_extra): FFD's map supervision. A real face's mask is all zero (known); a
+    fake whose shard holds no mask (a method without masks, or a dataset without any) has an
+    all-zero mask marked unknown."""
+
+    needs_masks = True
+
+    def pool_masks(self, record, index: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(masks (n, s, s) uint8, known) of faces `index` of a FaceRecord, cut as pool_view cuts
+        the faces: at the input size for fixed crops, the stored crops' size otherwise."""
+        index = np.asarray(index)
+        size = record.crops.shape[1] if self.keeps_stored_crops else self.input_size
+        stored = record.masks
+        if record.label == 0 or stored is None:
+            return np.zeros((len(index), size, size), np.uint8), record.label == 0
+        masks = np.asarray(stored[index])
+        if self.keeps_stored_crops:
+            return masks, True
+        geometry = geometry_of(record, index)
+        regions = self.crop.regions(geometry)
+        out = np.empty((len(index), size, size), np.uint8)
+        for i, (mask, box, region) in enumerate(zip(masks, geometry["crop_boxes"], regions)):
+            out[i] = cut(mask, box, region, size)
+        return out, True
+
+    def train_dataset(self, pool, seed: int) -> Dataset:
+        return BalancedFaces(pool, seed, balanced=bool(self.cfg["balanced"]), augment=self.augmenter(), crop=self.crop,
+                             masks=True)
+
+    def val_dataset(self, pool, seed: int) -> Dataset:
+        return PoolFaces(pool, self.crop, masks=True)
