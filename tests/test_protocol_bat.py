@@ -47,6 +47,10 @@ PAPER = {
     "bat_table4_augmentation": (rows("efficientnet_b4", AUGMENTATION.values()), NT_COLUMNS),
     # V: Raw->*, C23->*, C40->* blocks, NT
     "bat_table5_augmentation_quality": (rows("efficientnet_b4", AUGMENTATION.values(), QUALITIES), QUALITY_COLUMNS),
+    # VI: BAT on other detectors (Stehouwer et al., Zhao et al.), trained on FF++ of all qualities and
+    # manipulations: both detectors plain and with Two-Gen-BAT; FF++, DFD, Celeb-DF
+    "bat_table6_detectors": (["ffd/raw+c23+c40", "ffd+two_gen_bat/raw+c23+c40", "multi_attention/raw+c23+c40",
+                              "multi_attention+two_gen_bat/raw+c23+c40"], ["FF++", "DFD", "Celeb-DF"]),
     # VIII-XI: Tables I, II, IV and V with Xception
     "bat_table8_xception_nt": (rows("xception", VARIANTS.values()), NT_COLUMNS),
     "bat_table9_xception_cross_quality": (by_variant("xception", VARIANTS.values(), QUALITIES), QUALITY_COLUMNS),
@@ -62,18 +66,22 @@ METRICS = ["frame_auc", "frame_accuracy"]  # AUC and ACC, frame level (the autho
 # Table IV's noise, blur, JPEG at c23 (3; its other rows are Table I's); Table V's three at raw and
 # c40 (6; the rest are II's and IV's); Table XV's k = 3, 5, 7 at c23 (3; k = 9 is Table I's);
 # Table XVI's k = 3, 5, 7 at raw and c40 (6): 7 + 14 + 7 + 3 + 6 + 3 + 6 = 46.
-# Xception: Tables VIII, IX, X, XI as I, II, IV, V: 7 + 14 + 3 + 6 = 30. In all 76.
+# Xception: Tables VIII, IX, X, XI as I, II, IV, V: 7 + 14 + 3 + 6 = 30. Table VI: FFD and
+# multi-attention, each plain and with Two-Gen-BAT, on all of FF++ (4). In all 80.
 # Faces: FF++ raw, c23, c40 x train/val/test (9); DFD and Celeb-DF test (2).
 # Scores (one file per model and (dataset, quality) copy): the c23-NT models (EfficientNet
 # 7 + 3 + 3, Xception 7 + 3) are scored on FF++ c23 (NT, DF, F2F, FS share it) + DFD + Celeb-DF and
 # also on raw and c40 (Tables II, V, IX, XI, XVI): 5 copies x 23 = 115; the raw- and c40-NT models
 # (EfficientNet 14 + 6 + 6, Xception 14 + 6 = 46) on raw, c23, c40: 3 x 46 = 138; the pooled models
-# (7) on raw, c23, c40 (the pooled test set's three copies): 21. 115 + 138 + 21 = 274.
+# (7) on raw, c23, c40 (the pooled test set's three copies): 21; Table VI's 4 on FF++ raw, c23, c40
+# (pooled) + DFD + Celeb-DF: 20. 115 + 138 + 21 + 20 = 294.
 # Metrics (one per model and column): c23-NT models 6 columns + 3 quality columns (NT c23 is
 # two columns with one label set, ffpp_c23_NT, so one file): 23 x (6 + 2) = 184; raw/c40 46 x 3 = 138;
-# pooled 7 x 1 = 7. 184 + 138 + 7 = 329.
-EXPECTED = {"train": 76, "extract_faces": 11, "score": 274, "metrics": 329, "table": len(PAPER),
-            "dataset_index": 3, "fetch_pretrained": 2}
+# pooled 7 x 1 = 7; Table VI 4 x 3 = 12. 184 + 138 + 7 + 12 = 341.
+# ImageNet weights: one download per detector (efficientnet_b4, xception, ffd, multi_attention).
+EXPECTED = {"train": 80, "extract_faces": 11, "score": 294, "metrics": 341, "table": len(PAPER),
+            "dataset_index": 3, "fetch_pretrained": 4}
+NT_TABLES = [name for name in PAPER if name != "bat_table6_detectors"]  # Table VI trains on all of FF++
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +104,24 @@ def test_the_bat_group_is_every_table_of_the_paper(plan):
 
 
 def test_the_nt_protocol_trains_on_neuraltextures_only(plan):
-    models = {m.id: m for name in PAPER for m in plan.tables[name].rows}
+    models = {m.id: m for name in NT_TABLES for m in plan.tables[name].rows}
     assert models and all(m.train_on == ("NeuralTextures",) for m in models.values())
     assert all(m.trainset.endswith("-NT") for m in models.values())
+
+
+def test_table6_trains_other_detectors_on_all_of_ffpp_with_their_own_settings(plan):
+    rows = plan.tables["bat_table6_detectors"].rows
+    assert all(m.qualities == ("raw", "c23", "c40") and len(m.train_on) == 4 for m in rows)
+    assert all(m.settings == () for m in rows)  # the detector's own settings: rows differ by the procedure only
+    assert [m.procedure_cfg()["name"] for m in rows] == ["plain", "two_gen_bat"] * 2
+    ffpp = plan.test_sets["ffpp_all"]
+    assert ffpp.qualities == ("raw", "c23", "c40") and ffpp.manipulations is None
 
 
 def test_every_row_trains_with_the_papers_settings(plan):
     """RAdam lr 5e-4 wd 5e-4, x0.1 every 10 epochs for the 30 epochs the schedule implies, batch 32,
     270 faces per training video; EfficientNet at the authors' 256 px, Xception at its 299."""
-    for name in PAPER:
+    for name in NT_TABLES:
         for model in plan.tables[name].rows:
             s = model.detector_cfg(plan_detectors(plan))
             assert s["optimizer"]["name"] == "radam" and s["optimizer"]["lr"] == 5e-4, model.id
@@ -123,7 +140,7 @@ def plan_detectors(plan) -> dict:
 
 def test_rows_differ_from_their_baseline_by_procedure_or_augmentation_only(plan):
     baseline = {}
-    for name in PAPER:
+    for name in NT_TABLES:
         for model in plan.tables[name].rows:
             settings = dict(model.settings)
             settings.pop("augment", None)
