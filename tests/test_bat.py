@@ -613,6 +613,20 @@ def test_baseline_transforms_reject_bad_arguments():
         Augmenter([{"name": "GaussNoiseVariance", "var_rang": [0, 30]}])
 
 
+@pytest.mark.parametrize("method", ["ffd", "multi_attention"])
+def test_table6_detectors_train_under_two_gen_bat(method):
+    """Table VI's detectors (tuple outputs: FFD's logits and map, multi-attention's logits, features and
+    centres) split into clean and blurred halves and take Two-Gen-BAT steps."""
+    torch.manual_seed(0)
+    det = build_detector(method, resolve_config(method, {"pretrained": False, "input_size": 64})).train()
+    proc = build_procedure(small("two_gen_bat", generator_steps=1), det)
+    opt = build_optimizer(det.trainable_parameters(), det.cfg["optimizer"])
+    before = {k: v.clone() for k, v in det.state_dict().items()}
+    images, labels = (torch.rand(4, 3, 64, 64) * 255).to(torch.uint8), torch.tensor([0, 1, 0, 1])
+    assert np.isfinite(proc.step(opt, images, labels, "step 0"))
+    assert any(not torch.equal(before[k], v) for k, v in det.state_dict().items())
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 def test_each_variant_steps_under_bf16_autocast(name):
     """`compute: {precision: bf16, channels_last: true}`: the adversaries (the blur's own backward
