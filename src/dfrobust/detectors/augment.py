@@ -4,11 +4,14 @@ name, applied to each training face before it is batched.
     augment: [{name: HorizontalFlip, p: 0.5}, {name: ImageCompression, quality_range: [60, 100], p: 0.5}]
 
 Each entry is one albumentations transform (its class name, its keyword
-arguments; lists become tuples), composed in order. The papers' pipelines
-(the gradient-regularisation paper's list, blurring adversarial training's
-traditional baselines, SBI's) are such lists in their detectors' defaults or
-in protocol configs, so nothing is re-implemented here. Every face draws
-from its own seed, so an epoch does not depend on loader workers.
+arguments; lists become tuples), composed in order, or one of the few
+transforms albumentations 2.x cannot express (dfrobust.detectors.transforms:
+a noise or blur whose variance is drawn uniformly, the blurring-adversarial-
+training paper's baselines). The papers' pipelines (the gradient-
+regularisation paper's list, blurring adversarial training's traditional
+baselines, SBI's) are such lists in their detectors' defaults or in protocol
+configs. Every face draws from its own seed, so an epoch does not depend on
+loader workers.
 """
 
 from __future__ import annotations
@@ -33,13 +36,16 @@ def build_augmentation(spec: Sequence[dict] | None, where: str = "augment"):
         return None
     import albumentations as A
 
+    from dfrobust.detectors.transforms import TRANSFORMS
+
     transforms = []
     for i, entry in enumerate(spec):
         entry = dict(entry)
         name = entry.pop("name", None)
-        cls = getattr(A, str(name), None)
+        cls = TRANSFORMS.get(str(name)) or getattr(A, str(name), None)
         if not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
-            raise InputError(f"config key '{where}.{i}.name': {name!r} is not an albumentations transform")
+            raise InputError(f"config key '{where}.{i}.name': {name!r} is not an albumentations transform "
+                             f"(nor one of {', '.join(TRANSFORMS)})")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

@@ -2,18 +2,29 @@
 (Wang, Guo & Zuo, "Deepfake Forensics via an Adversarial Game", Eq. 4-5).
 
 Every pixel has its own sigma; its output is the inner product of its k x k
-neighbourhood with the normalised Gaussian kernel of that sigma. The map is
-given as s = 1/sigma, as the paper optimises it: the kernel is
-softmax(-(i^2 + j^2) s^2 / 2) over the k^2 offsets (Eq. 4 normalised; the
-1/(2 pi sigma^2) factor cancels), so nothing is divided by sigma, s -> inf is
-the identity (sigma -> 0; the off-centre weights underflow to exactly 0), s = 0
-a k x k box filter, and the gradient in s stays bounded.
+neighbourhood with the Gaussian kernel of that sigma. The kernel is Eq. 4
+normalised to sum 1 over the k x k offsets (Eq. 4 itself is the continuous
+density 1/(2 pi sigma^2) exp(-(u^2 + v^2) / (2 sigma^2)), whose sum over a
+finite support is not 1: over 9 x 9 it is 3.98 at sigma 0.2, 1.80 at 0.3,
+0.95 at 2, 0.75 at 3, so it would brighten or darken the face; normalised,
+the paper's own "x_adv -> x as sigma -> 0" holds, and the authors' code
+normalises too). The kernel depends on sigma^2
+only, so it is valid for every real sigma: a negative sigma (an unsigned
+gradient step may cross 0, Eq. 6) is the blur of |sigma|, sigma -> 0 the
+identity, sigma -> inf the k x k box filter. No bound on sigma is needed for
+the kernel to stay valid; the support k bounds the blur.
+
+The map is given to `pixel_blur` as t = 1/sigma (any real, sign ignored):
+the kernel is softmax(-(i^2 + j^2) t^2 / 2) over the k^2 offsets, nothing is
+divided by sigma, t -> inf is the identity (the off-centre weights underflow
+to exactly 0), t = 0 the box filter, and the gradient in t stays bounded.
+`inverse_sigma` turns a sigma map into t.
 
 Vectorised as k^2 shifted views of the reflect-padded image (the border mode
 of torchvision's and OpenCV's Gaussian blur), each weighted by its weight map
 and summed: the sums of unfold without materialising its k^2-fold copy of
 the image, so a call keeps only the k^2 weight maps and the padded image for
-its backward. Differentiable (once) in the image and in s.
+its backward. Differentiable (once) in the image and in t.
 """
 
 from __future__ import annotations
@@ -30,6 +41,19 @@ def offsets(kernel_size: int) -> list[tuple[int, int]]:
     return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
 
 
+#: |sigma| below this is the identity blur (1/sigma would overflow; the off-centre weights are 0 long before)
+SIGMA_EPS = 1e-6
+
+
+def inverse_sigma(sigma: torch.Tensor, sigma_max: float | None = None) -> torch.Tensor:
+    """1/|sigma| of a sigma map (any real: the kernel depends on sigma^2), the identity where
+    |sigma| < SIGMA_EPS; with sigma_max, |sigma| is first clamped to it (an optional bound, not Eq. 6's)."""
+    magnitude = sigma.abs()
+    if sigma_max is not None:
+        magnitude = magnitude.clamp(max=float(sigma_max))
+    return 1.0 / magnitude.clamp(min=SIGMA_EPS)
+
+
 def gaussian_weights(inv_sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Per-pixel normalised Gaussian kernels: (B, c, H, W) map of 1/sigma -> (B, k^2, c, H, W)."""
     d2 = torch.tensor([dy * dy + dx * dx for dy, dx in offsets(kernel_size)], dtype=inv_sigma.dtype,
@@ -42,7 +66,8 @@ def pixel_blur(images: torch.Tensor, inv_sigma: torch.Tensor, kernel_size: int =
     """Blur each pixel of `images` (B, C, H, W) with its own sigma.
 
     inv_sigma: 1/sigma, shape (B, 1, H, W) (one sigma per pixel, the paper's
-    single-channel map) or (B, C, H, W) (one per pixel and channel); >= 0.
+    single-channel map) or (B, C, H, W) (one per pixel and channel); any real
+    (the kernel depends on its square).
     The weights sum to 1, so the blur commutes with a per-channel affine
     normalisation and keeps pixel values in their range.
     """

@@ -28,13 +28,13 @@ def warp(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 def flow_smoothness(flow: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Xiao et al.'s L_flow per image, (B,): for every pixel and each of its 4
-    neighbours, sqrt(|du|^2 + |dv|^2 + eps); averaged over pixels (Xiao et
-    al. sum them) so the weight of the penalty does not depend on the image
-    size. The eps keeps the gradient finite where the flow is constant."""
+    """Xiao et al.'s L_flow per image, (B,): the sum over every pixel p and each of its 4 neighbours q
+    inside the image of sqrt(|du(p) - du(q)|^2 + |dv(p) - dv(q)|^2 + eps) (their Eq. 4, a sum over
+    pixels, so its weight tau = 0.05 is theirs; eps, not in theirs, keeps the gradient finite where
+    the flow is locally constant)."""
     total = flow.new_zeros(flow.shape[0])
     for dy, dx in ((0, 1), (1, 0)):  # right and down; each neighbour pair appears twice in the 4-neighbourhood sum
         a = flow[:, :, dy:, dx:]
         b = flow[:, :, : flow.shape[2] - dy, : flow.shape[3] - dx]
         total = total + 2 * ((a - b).square().sum(dim=1) + eps).sqrt().flatten(1).sum(dim=1)
-    return total / (flow.shape[2] * flow.shape[3])
+    return total

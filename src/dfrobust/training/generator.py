@@ -5,17 +5,18 @@ a 1/sigma map for the pixel-wise Gaussian blur (dfrobust.training.blur).
     c7s1-w, d2w, d4w, `blocks` x R4w, u2w, uw, c7s1-1
 
 (reflection padding, batch norm as in the BAT authors' generator, ReLU).
-The last layer's output t becomes 1/sigma = 1/sigma_max + softplus(t): the
-generator produces 1/sigma, as the paper does for numerical stability, and
-the blur can never exceed sigma_max (an unbounded adversary would simply
-blur everything away).
+The last layer's output t is 1/sigma, as the authors' generator outputs it
+(their kernel takes t^2 = 1/sigma^2): any real t is a valid kernel (t = 0
+the k x k box filter, |t| -> inf the identity), so no bound is needed and
+none is imposed by default (the paper states none; the k x k support bounds
+the blur). With sigma_max, |t| is clamped to >= 1/sigma_max, as the
+authors' code clamps t^2 >= 1 (sigma <= 1; the clamp passes no gradient).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class ResnetBlock(nn.Module):
@@ -68,14 +69,15 @@ def _init(module: nn.Module) -> None:
 
 
 class BlurGenerator(nn.Module):
-    """Faces (float, 0..255) -> a 1/sigma map (B, 1, H, W) >= 1/sigma_max."""
+    """Faces (float, 0..255) -> a 1/sigma map (B, 1, H, W); with sigma_max, |1/sigma| >= 1/sigma_max."""
 
-    def __init__(self, width: int, blocks: int, sigma_max: float):
+    def __init__(self, width: int, blocks: int, sigma_max: float | None = None):
         super().__init__()
-        if sigma_max <= 0:
+        if sigma_max is not None and sigma_max <= 0:
             raise ValueError(f"sigma_max must be > 0, got {sigma_max}")
         self.net = ResnetGenerator(3, 1, width, blocks)
-        self.min_inv_sigma = 1.0 / float(sigma_max)
+        self.min_inv_sigma = None if sigma_max is None else 1.0 / float(sigma_max)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.min_inv_sigma + F.softplus(self.net(images / 127.5 - 1.0))
+        t = self.net(images / 127.5 - 1.0)
+        return t if self.min_inv_sigma is None else t.abs().clamp(min=self.min_inv_sigma)

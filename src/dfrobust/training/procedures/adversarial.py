@@ -1,19 +1,25 @@
 """Adversarial training with one-gradient-step adversaries (Wang, Guo & Zuo,
 "Deepfake Forensics via an Adversarial Game", TIP 2022): each batch is
-trained on clean + lambda x adversarial (Eq. 3), the adversarial copy of
-every face made by one gradient step that increases the detector's loss:
+trained on L(clean) + lambda L(adversarial) (Eq. 3; lambda = 1 is Eq. 7's
+sum), the adversarial copy of every face made by one gradient step that
+increases the detector's loss:
 
-    grad_aat  additive:   x + eps sign(grad_x L)                      (FGSM, Eq. 1)
+    grad_aat  additive:   x + eps sign(grad_x L)                          (FGSM, Eq. 1)
     grad_sat  spatial:    x warped by a flow field, one signed step on
-                          L - tau L_flow from a random start         (Xiao et al.)
-    grad_bat  blurring:   x blurred pixel-wise, 1/sigma = const + eps sign(grad L)  (Eq. 6)
+                          L - tau L_flow from a random start, |flow| <= eps  (Xiao et al.)
+    grad_bat  blurring:   x blurred pixel-wise with sigma_adv = sigma + eps grad_sigma L,
+                          sigma a constant map, no sign                     (Eq. 6)
+
+L in a step is each face's own loss (the empirical risk is a sum over faces,
+Eq. 3 and 7): a face's step does not depend on the batch it is in. For a
+detector whose loss is a batch mean (cross-entropy) that is the batch loss
+times the batch size; the signed steps (FGSM, Grad-SAT) do not depend on the
+scale, Eq. 6's unsigned step and Grad-SAT's weighting of L against L_flow do.
 
 As in the authors' code, adversaries are crafted with the detector in eval
 mode (no dropout, frozen batch-norm statistics) and the detector then takes
 one step on the concatenated batch (clean and adversarial faces share its
-batch-norm statistics). The loss is (L_clean + lambda L_adv) / (1 + lambda):
-Eq. 3 scaled to the plain loss's range; lambda = 1 is the authors' mean over
-the concatenated batch. Images are float on the 0..255 scale until the
+batch-norm statistics). Images are float on the 0..255 scale until the
 detector normalises them, so every epsilon is in pixel units whatever the
 detector's normalisation.
 """
@@ -26,13 +32,15 @@ from typing import Any
 import torch
 
 from dfrobust.detectors.base import Detector
-from dfrobust.training.blur import pixel_blur
+from dfrobust.training.blur import inverse_sigma, pixel_blur
 from dfrobust.training.flow import flow_smoothness, warp
 from dfrobust.training.procedures.base import Procedure, TrainingDiverged, register
 
 KERNEL_SIZE = {"type": "integer", "minimum": 1, "not": {"multipleOf": 2}, "description": "Side k of the k x k pixel-wise Gaussian kernel (odd)."}
-SIGMA_MAX = {"type": "number", "exclusiveMinimum": 0,
-             "description": "Largest sigma (pixels at the detector's input size) the adversary may use: 1/sigma >= 1/sigma_max."}
+SIGMA_MAX = {"type": ["number", "null"], "exclusiveMinimum": 0,
+             "description": "Largest sigma (pixels at the detector's input size) the adversary may use; null - no bound "
+                            "(the paper's: the kernel is valid for every sigma and its k x k support bounds the blur; "
+                            "the authors' generators clamp sigma <= 1)."}
 
 
 @contextmanager
@@ -52,6 +60,13 @@ def detector_loss(detector: Detector, images: torch.Tensor, labels: torch.Tensor
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"{detector.name}: adversary's loss is {loss.item()} at {where}")
     return loss
+
+
+def face_losses(detector: Detector, images: torch.Tensor, labels: torch.Tensor, where: str) -> torch.Tensor:
+    """The sum of the faces' own losses: the detector's batch loss times the batch size (exact for a
+    loss that is a mean over the faces). Its gradient in a face's own variables (pixels, flow, sigma)
+    is that face's loss gradient, whatever the batch."""
+    return detector_loss(detector, images, labels, where) * len(labels)
 
 
 def fgsm(detector: Detector, images: torch.Tensor, labels: torch.Tensor, epsilon: float, where: str) -> torch.Tensor:
@@ -77,7 +92,7 @@ class Adversarial(Procedure):
     defaults = {"adv_weight": 1.0}
     settings = {"adv_weight": {"type": "number", "minimum": 0,
                                "description": "lambda of Eq. 3: weight of the adversarial term against the clean one "
-                                              "(loss = (clean + lambda adversarial) / (1 + lambda))."}}
+                                              "(loss = clean + lambda adversarial; 1 is Eq. 7's sum)."}}
 
     @property
     def device(self) -> torch.device:
@@ -88,10 +103,10 @@ class Adversarial(Procedure):
         raise NotImplementedError
 
     def joint_loss(self, inputs: torch.Tensor, labels: torch.Tensor, where: str) -> torch.Tensor:
-        """(L(clean) + lambda L(adversarial)) / (1 + lambda) from one forward pass on both halves."""
+        """L(clean) + lambda L(adversarial) (Eq. 3; Eq. 7 with lambda = 1), each the detector's batch loss,
+        from one forward pass on both halves."""
         clean, adv = _halves(self.detector(inputs), len(labels))
-        lam = float(self.cfg["adv_weight"])
-        loss = (self.detector.loss(clean, labels) + lam * self.detector.loss(adv, labels)) / (1.0 + lam)
+        loss = self.detector.loss(clean, labels) + float(self.cfg["adv_weight"]) * self.detector.loss(adv, labels)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"{self.detector.name}: training loss is {loss.item()} at {where}")
         return loss
@@ -128,7 +143,7 @@ class GradAAT(Adversarial):
 @register("grad_sat")
 class GradSAT(Adversarial):
     """Grad-SAT: spatially transformed adversarial training, a flow field from one signed gradient step on
-    L - tau L_flow (Xiao et al.'s smoothness penalty) from a random start."""
+    L - tau L_flow (Xiao et al.'s smoothness penalty, summed over pixels as theirs) from a random start."""
 
     defaults = {"epsilon": 0.5, "smoothness": 0.05}
     settings = {
@@ -136,39 +151,51 @@ class GradSAT(Adversarial):
                     "description": "Largest displacement in pixels (at the detector's input size): the flow starts "
                                    "uniform in [-eps, eps], takes one signed step of eps and is clipped to [-eps, eps]."},
         "smoothness": {"type": "number", "minimum": 0,
-                       "description": "tau, weight of the flow smoothness penalty (per-pixel mean) against the "
-                                      "detector's loss (Xiao et al.'s 0.05)."},
+                       "description": "tau, weight of Xiao et al.'s flow smoothness L_flow (a sum over pixels and "
+                                      "their 4 neighbours) against the face's loss: Xiao et al.'s 0.05."},
     }
 
-    def adversarial(self, images, labels, where):
+    def flow(self, images: torch.Tensor, labels: torch.Tensor, where: str) -> torch.Tensor:
+        """The adversarial flow (B, 2, H, W): clip(start + eps sign(grad_f sum_i [L_i - tau L_flow,i]), -eps, eps)."""
         eps, tau = float(self.cfg["epsilon"]), float(self.cfg["smoothness"])
         b, _, h, w = images.shape
         # random start: at a zero flow the smoothness penalty has no gradient, so one step could not feel it
         start = (torch.rand(b, 2, h, w, device=images.device) * 2 - 1) * eps
         flow = start.clone().requires_grad_(True)
-        objective = detector_loss(self.detector, warp(images, flow), labels, where) - tau * flow_smoothness(flow).mean()
+        objective = face_losses(self.detector, warp(images, flow), labels, where) - tau * flow_smoothness(flow).sum()
         (grad,) = torch.autograd.grad(objective, flow)
-        return warp(images, (start + eps * grad.sign()).clamp(-eps, eps))
+        return (start + eps * grad.sign()).clamp(-eps, eps)
+
+    def adversarial(self, images, labels, where):
+        return warp(images, self.flow(images, labels, where))
 
 
 @register("grad_bat")
 class GradBAT(Adversarial):
-    """Grad-BAT: blurring adversarial training, a constant 1/sigma map moved by one signed gradient-ascent step (Eq. 6)."""
+    """Grad-BAT: blurring adversarial training, sigma_adv = sigma + eps grad_sigma L from a constant sigma map,
+    FGSM without the sign (Eq. 6)."""
 
-    defaults = {"epsilon": 0.5, "sigma_init": 1.0, "sigma_max": 2.0, "kernel_size": 9}
+    defaults = {"epsilon": 4.5, "sigma_init": 1.0, "sigma_max": None, "kernel_size": 9}
     settings = {
         "epsilon": {"type": "number", "minimum": 0,
-                    "description": "Step on 1/sigma: each pixel's 1/sigma moves by +-eps (signed gradient ascent "
-                                   "on the loss), then is kept >= 1/sigma_max."},
-        "sigma_init": {"type": "number", "exclusiveMinimum": 0, "description": "sigma of the constant starting map."},
+                    "description": "eps of Eq. 6: sigma_adv = sigma + eps grad_sigma L, L the face's own loss, sigma in "
+                                   "pixels at the detector's input size (4.5: the authors' code's step, EPS 10 on an "
+                                   "L2-normalised 3-channel 1/sigma^2 map with a 16-face mean loss at 256 px, "
+                                   "carried over to sigma to first order; see docs/reproducing/bat.md)."},
+        "sigma_init": {"type": "number", "exclusiveMinimum": 0, "description": "sigma of the constant starting map (the paper's e.g. 1)."},
         "sigma_max": SIGMA_MAX,
         "kernel_size": KERNEL_SIZE,
     }
 
-    def adversarial(self, images, labels, where):
-        k = int(self.cfg["kernel_size"])
+    def sigma_map(self, images: torch.Tensor, labels: torch.Tensor, where: str) -> torch.Tensor:
+        """sigma_adv (B, 1, H, W) of Eq. 6: the constant map plus eps times the gradient of the faces' losses
+        on their blurred copies. Any real: a negative sigma is the blur of |sigma| (dfrobust.training.blur)."""
         b, _, h, w = images.shape
-        inv_sigma = torch.full((b, 1, h, w), 1.0 / float(self.cfg["sigma_init"]), device=images.device, requires_grad=True)
-        (grad,) = torch.autograd.grad(detector_loss(self.detector, pixel_blur(images, inv_sigma, k), labels, where), inv_sigma)
-        stepped = (inv_sigma.detach() + float(self.cfg["epsilon"]) * grad.sign()).clamp(min=1.0 / float(self.cfg["sigma_max"]))
-        return pixel_blur(images, stepped, k)
+        sigma = torch.full((b, 1, h, w), float(self.cfg["sigma_init"]), device=images.device, requires_grad=True)
+        blurred = pixel_blur(images, inverse_sigma(sigma), int(self.cfg["kernel_size"]))
+        (grad,) = torch.autograd.grad(face_losses(self.detector, blurred, labels, where), sigma)
+        return sigma.detach() + float(self.cfg["epsilon"]) * grad
+
+    def adversarial(self, images, labels, where):
+        sigma = self.sigma_map(images, labels, where)
+        return pixel_blur(images, inverse_sigma(sigma, self.cfg["sigma_max"]), int(self.cfg["kernel_size"]))

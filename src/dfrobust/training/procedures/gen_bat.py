@@ -1,20 +1,24 @@
 """Blurring adversarial training with generators (Wang, Guo & Zuo, TIP 2022):
 a ResNet generator (dfrobust.training.generator) outputs a 1/sigma map per
 face, and is trained to maximise the detector's loss on its pixel-wise
-blurred faces (Eq. 7) while the detector learns on clean + blurred faces;
-the two are updated alternately, generator first.
+blurred faces while the detector minimises L(x) + L(G(x)) (Eq. 7); the two
+are updated alternately, generator first.
 
     gen_bat       one generator for every face
     two_gen_bat   one for real faces, one for fakes (the paper's best variant)
     combined_at   two_gen_bat's blurred faces, then an additive FGSM step on them
 
 As in the authors' code: the detector is in eval mode during the generator
-step(s), the detector trains on the blurred faces of the generator's last
-forward pass (before its update), generators use RAdam at lr 2e-3 and
-weight decay 5e-4 (the authors' one weight-decay setting), and their
-learning rate follows the detector's schedule (x0.1 when the detector's drops). The generators and their
-optimisers are the procedure's state: a checkpoint resumes them; only the
-detector is saved as the model.
+steps, the detector trains on the blurred faces of the generator's last
+forward pass (before its update), each generator takes 3 steps per detector
+step (the README's training command, --g_per_d 3; the argparse default is 1),
+generators use RAdam at lr 2e-3 and weight decay 5e-4 (the authors' one
+weight-decay setting), and their learning rate follows the detector's
+schedule (x0.1 when the detector's drops). The generator's loss is minus the
+detector's batch loss on its blurred faces. No sigma bound by default (the
+paper's; the authors' generators clamp sigma <= 1: `sigma_max: 1`). The
+generators and their optimisers are the procedure's state: a checkpoint
+resumes them; only the detector is saved as the model.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ class GeneratorBAT(Adversarial):
 
     defaults = {
         "kernel_size": 9,
-        "sigma_max": 2.0,
+        "sigma_max": None,
         "generator_width": 64,
         "generator_blocks": 3,
-        "generator_steps": 1,
+        "generator_steps": 3,
         "generator_optimizer": {"name": "radam", "lr": 2.0e-3, "betas": [0.9, 0.999], "weight_decay": 5.0e-4},
     }
     settings = {
@@ -50,7 +54,8 @@ class GeneratorBAT(Adversarial):
         "generator_blocks": {"type": "integer", "minimum": 0,
                              "description": "Residual blocks of the generator (the authors' default 3; CycleGAN uses 6 or 9)."},
         "generator_steps": {"type": "integer", "minimum": 1,
-                            "description": "Generator updates per detector update (the authors' g_per_d)."},
+                            "description": "Generator updates per detector update (the authors' g_per_d: 3 in their README's "
+                                           "training command)."},
         "generator_optimizer": {"$ref": "#/$defs/optimizer",
                                 "description": "Optimiser of each generator; its learning rate follows the detector's schedule."},
     }
@@ -60,7 +65,7 @@ class GeneratorBAT(Adversarial):
     def __init__(self, cfg, detector):
         super().__init__(cfg, detector)
         self.generators = {name: BlurGenerator(int(cfg["generator_width"]), int(cfg["generator_blocks"]),
-                                               float(cfg["sigma_max"])).to(self.device) for name in self.roles}
+                                               cfg["sigma_max"]).to(self.device) for name in self.roles}
         self.optimizers = {name: build_optimizer(gen.parameters(), cfg["generator_optimizer"],
                                                  f"procedures.{self.name}.generator_optimizer")
                            for name, gen in self.generators.items()}
