@@ -39,19 +39,24 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imported(module: str, path: Path) -> set[str]:
-    """dfrobust modules `path` imports anywhere (relative imports resolved)."""
-    names = set()
+def import_statements(module: str, path: Path):
+    """(imported module, names it imports from it) of every import in `path` (relative imports resolved)."""
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
+            for alias in node.names:
+                yield alias.name, []
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            names.add(base)
+            yield base, [alias.name for alias in node.names]
+
+
+def imported(module: str, path: Path) -> set[str]:
+    """dfrobust modules `path` imports anywhere (relative imports resolved)."""
+    names = {base for base, _ in import_statements(module, path)}
     return {name for name in names if name == "dfrobust" or name.startswith("dfrobust.")}
 
 
@@ -82,18 +87,10 @@ def import_graph() -> dict[str, set[str]]:
     found = modules()
     graph = {}
     for module, path in found.items():
-        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(anchor + ([base] if base else []))
-                submodules = {f"{base}.{alias.name}" for alias in node.names} & set(found)
-                targets |= submodules or {base}
+        for base, names in import_statements(module, path):
+            submodules = {f"{base}.{name}" for name in names} & set(found)
+            targets |= submodules or {base}
         graph[module] = {t for t in targets if t in found and t != module}
     return graph
 
