@@ -21,6 +21,9 @@ from snakemake.exceptions import WorkflowError
 
 min_version("9.0")
 
+for _note in export_checkout(workflow.current_basedir):  # this file's checkout, also when included
+    print(f"note: {_note}", file=sys.stderr)
+
 
 # The demo's config.yaml, unless config files are named (--configfile): those are
 # the whole config (e.g. config/ffpp.yaml, then overlays such as
@@ -39,7 +42,6 @@ for _note in _notes:
 config.clear()
 config.update(_validated)  # every rule's params are blocks of the validated config
 LAYOUT = PLAN.layout
-export_checkout(workflow.basedir)
 
 wildcard_constraints:
     dataset=names_regex(PLAN.datasets),

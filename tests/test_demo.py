@@ -111,7 +111,8 @@ def test_faces_detected_by_dlib_hog_without_upsampling(tiny):
     detector = DlibHogDetector(upsample=0)
     sample = sorted(root.glob("original_sequences/youtube/*/videos/*.mp4"))[::3]
     for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
-        sample += sorted(root.glob(f"manipulated_sequences/{method}/*/videos/*.mp4"))[1::6]
+        qualities = ("raw", "c23", "c40")  # masks/videos holds the masks, not faces to detect
+        sample += sorted(p for q in qualities for p in root.glob(f"manipulated_sequences/{method}/{q}/videos/*.mp4"))[1::6]
     assert len(sample) == 24
     for path in sample:
         found = np.mean([len(detector.detect(f)[0]) > 0 for f in read_frames(path)])

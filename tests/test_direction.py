@@ -57,7 +57,7 @@ def test_a_detector_above_chance_loses_auc_under_c40_and_res_x4(direction_run):
     metrics = {op: json.loads((direction_run / f"results/metrics/xception/raw/ffpp_raw/{op}.json").read_text())
                for op in OPERATIONS}
     assert metrics["clean"]["ci_low"] >= 0.65, metrics["clean"]  # clearly above chance, its interval too
-    scores = {op: read_scores(direction_run / f"results/scores/xception/raw/ffpp/raw/{op}.csv") for op in OPERATIONS}
+    scores = {op: read_scores(direction_run / f"results/scores/xception/raw/ffpp/raw/test/{op}.csv") for op in OPERATIONS}
     for op in ("c40", "res_x4"):
         # paired by video (the same test videos, processed): the drop's 95% interval lies above zero
         test = delong_videos(scores["clean"], scores[op])

@@ -195,7 +195,7 @@ def test_the_datasets_example_runs_through_its_table(tiny_run, tmp_path, face_vi
     config["tables"]["cross_dataset"] = {**table, "columns": [*table["columns"], "faceless"]}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     run(workdir, "--cores", "2", "results/tables/cross_dataset.csv")
-    result = pd.read_csv(workdir / "results" / "tables" / "cross_dataset.csv", dtype=str)
+    result = pd.read_csv(workdir / "results" / "tables" / "cross_dataset.csv", dtype=str, keep_default_na=False)
     assert list(result.columns[2::2]) == ["ffpp_raw AUC", "celebdf AUC", "dfdc_part0 AUC", "dfd_c23 AUC", "faceless AUC"]
     for column in ("celebdf AUC", "dfdc_part0 AUC", "dfd_c23 AUC"):
         assert result[column].astype(float).between(0, 100).all(), column

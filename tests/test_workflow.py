@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -287,9 +288,14 @@ def test_a_new_detector_module_is_validated_planned_trained_and_scored(tiny_run,
     def snakemake(*args):
         cmd = [SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(workdir), "--configfile",
                str(workdir / "config.yaml"), "--rerun-triggers", "params", "mtime", "input", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
         assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
         return proc
+
+    plain = subprocess.run([SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(workdir), "--configfile",
+                            str(workdir / "config.yaml"), "-n"], capture_output=True, text=True, timeout=300)
+    assert f"not from this checkout ({repo / 'src' / 'dfrobust'})" in plain.stderr  # the installed one would run
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}  # the copy's dfrobust, in the Snakefile and every job
 
     counts = job_counts(snakemake("-n").stdout)
     # Table I's six copies, and the protocols table: ffpp_c40 (a score file of its own) and
@@ -303,5 +309,5 @@ def test_a_new_detector_module_is_validated_planned_trained_and_scored(tiny_run,
     bad = {**config, "detectors": {**config["detectors"], "tiny_linear": {"width": "four"}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(bad))
     proc = subprocess.run([SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(workdir), "--configfile",
-                           str(workdir / "config.yaml"), "-n"], capture_output=True, text=True, timeout=300)
+                           str(workdir / "config.yaml"), "-n"], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode != 0 and "detectors.tiny_linear.width" in proc.stdout + proc.stderr

@@ -114,6 +114,6 @@ def test_two_branch_rows_train_and_score_windows_through_the_workflow(windows_ru
     assert ((values >= 0) & (values <= 100)).all(), table
     # one score row per face, each carrying its window's score: the test faces are 1 window of 3 frames
     # per video (tiny: 3 test frames), and every row of a video its video's score
-    scores = pd.read_csv(workdir / "results" / "scores" / "two_branch" / "c23" / "ffpp" / "raw" / "clean.csv")
+    scores = pd.read_csv(workdir / "results" / "scores" / "two_branch" / "c23" / "ffpp" / "raw" / "test" / "clean.csv")
     assert scores.groupby("video_id")["window"].nunique().eq(1).all() and scores.groupby("video_id").size().le(3).all()
     assert scores.groupby("video_id")["video_score"].nunique().eq(1).all()

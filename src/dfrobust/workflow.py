@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Iterable
 
 from dfrobust.config import check_model_weights, plugin_modules, reads_masks, validate_config, weights_formats
@@ -36,10 +37,19 @@ def prepare(config: dict) -> tuple[dict, Plan, list[str]]:
     return validated, plan, notes
 
 
-def export_checkout(basedir: str) -> None:
+def export_checkout(basedir: str) -> list[str]:
     """Name the checkout whose Snakefile runs, for envs/dfrobust.post-deploy.sh: it installs
-    this checkout into a rule's conda environment (--sdm conda). Jobs inherit it."""
+    this checkout into a rule's conda environment (--sdm conda). Jobs inherit it.
+
+    Returns a note when the dfrobust imported here is another checkout's (an editable
+    install of a second clone): its code, not this checkout's, would run every job."""
     os.environ["DFROBUST_REPO"] = str(basedir)
+    here = Path(basedir).resolve() / "src" / "dfrobust"
+    imported = Path(__file__).resolve().parent
+    if here.is_dir() and imported != here and (imported.parent.parent / "Snakefile").is_file():
+        return [f"dfrobust is imported from {imported}, not from this checkout ({here}): the jobs run "
+                f"that code. Install this checkout (make setup) or set PYTHONPATH={here.parent}"]
+    return []
 
 
 def names_regex(names: Iterable[str]) -> str:
