@@ -149,7 +149,7 @@ def clip_bench(args, exe: str) -> dict:
         way = "stored frames" if op.from_stored_frames else ("no copy" if op.is_identity else "whole stream")
         print(f"{op.name:>10} {old[op.name]:7.2f} {new.get(op.name, 0.0):7.2f}  {way}")
     print(f"{'store':>10} {'':>7} {store_cost:7.2f}  face decode {plain:.2f} s -> {with_store:.2f} s with the store")
-    print(f"reference x264 encodes: " + ", ".join(f"{k} {v:.2f} s" for k, v in reference.items()) + f" = {ref:.2f} s")
+    print("reference x264 encodes: " + ", ".join(f"{k} {v:.2f} s" for k, v in reference.items()) + f" = {ref:.2f} s")
     print(f"old path: {old_total:.2f} s for all {len(operations)} operations ({old_total / ref:.2f}x), "
           f"{old_copies:.2f} s for the {len(copies)} copies ({old_copies / ref:.2f}x)")
     print(f"new path: {new_total:.2f} s for the {len(copies)} copies and the store ({new_total / ref:.2f}x)")

@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from dfrobust.demo import ffpp_layout as demo
 from dfrobust.demo.manipulations import METHODS

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from dfrobust.detectors import (available_detectors, build_data, build_detector, config_schema, detector_class, load_trained,
@@ -21,7 +20,6 @@ from dfrobust.training.data import FacePool
 from dfrobust.training.optim import build_optimizer
 from synthetic import synthetic_videos
 
-from conftest import REPO
 
 torch.set_num_threads(2)
 TINY = {"input_size": 32, "pretrained": False}

@@ -1,7 +1,6 @@
 """The distort rules in Snakemake dry runs: one job per (operation, shard), and a
 config edit to one operation reruns exactly that operation's jobs."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path

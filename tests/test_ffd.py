@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dfrobust.detectors import build_data, build_detector, detector_class, resize_crops, resolve_config
+from dfrobust.detectors import build_data, build_detector, detector_class, resize_crops
 from dfrobust.detectors.tensors import cat_collate, to_tensor
 from dfrobust.media.store import FaceShard
 from dfrobust.training import train_step

@@ -11,7 +11,6 @@ from dfrobust.core.config import block, load_schemas, resolve_ref
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 

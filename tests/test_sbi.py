@@ -20,8 +20,7 @@ from dfrobust.detectors import resolve_config
 from dfrobust.detectors.crop import stored_crop_of
 from dfrobust.media.crops import CropSpec, cut, resolve_faces, stored_crop
 from dfrobust.detectors.sbi import SelfBlendFaces
-from dfrobust.detectors.sbi_blend import (BLEND_RATIOS, CANVAS_MARGINS, StoredFace, Transforms, blend_face, face_for_scoring,
-                                          hflip, self_blend)
+from dfrobust.detectors.sbi_blend import (BLEND_RATIOS, CANVAS_MARGINS, StoredFace, Transforms, blend_face, hflip, self_blend)
 from dfrobust.media.forehead import extend_landmarks, forehead_points
 from dfrobust.media.geometry import margin_region, square_crop_box, union_box
 from dfrobust.training.data import FacePool

@@ -138,8 +138,8 @@ def test_fused_maps_are_28x28x128_per_branch_at_224_px():
 def test_dropout_follows_every_dense_layer_the_first_blocks_included():
     det = detector()
     f = det.densenet.features
-    for block in (f.denseblock1, det.log_block, f.denseblock2, f.denseblock3, f.denseblock4):
-        assert {layer.drop_rate for layer in block.values()} == {0.2}
+    for dense_block in (f.denseblock1, det.log_block, f.denseblock2, f.denseblock3, f.denseblock4):
+        assert {layer.drop_rate for layer in dense_block.values()} == {0.2}
     plain = detector(dense_dropout=0.0)
     assert {layer.drop_rate for layer in plain.log_block.values()} == {0.0}
 

@@ -70,7 +70,7 @@ import pandas as pd
 from dfrobust.core.errors import InputError
 from dfrobust.core.io import atomic_path
 from dfrobust.core.runlog import log
-from dfrobust.datasets.common import (COMMON_DEFAULTS, NATIVE, ORIGINAL, SEQUENCE_COLUMNS, Entry, count_splits,
+from dfrobust.datasets.common import (COMMON_DEFAULTS, NATIVE, ORIGINAL, Entry, count_splits,
                                       dataset_root, fixed, make_index, order, wanted_splits)
 from dfrobust.media.sequence import ArchiveListing, archive_stem, list_archive
 
