@@ -76,7 +76,6 @@ def score_copy(model: str | Path, shard_paths: list[str | Path], out_csv: str | 
     from contextlib import nullcontext
 
     from dfrobust.detectors.inference import load_trained, load_weights
-    from dfrobust.training.procedures.pim import shifted_statistics
 
     if weights is None:
         detector = load_trained(model, device=device).set_compute(compute)
@@ -92,8 +91,12 @@ def score_copy(model: str | Path, shard_paths: list[str | Path], out_csv: str | 
         what.append(f"val AUC {trained['val_auc']:.4f}")
     log(f"scoring {len(shard_paths)} shard(s) with {model} ({', '.join(what)})")
     perturb = operation["perturb"]
-    where = f"operations ({operation['name']!r}).perturb"
-    with detector.autocast(), shifted_statistics(detector, perturb, where) if perturb else nullcontext():
+    shift = nullcontext()
+    if perturb:  # imported here: dfrobust.training pulls in scikit-learn, 1.5 s of every score job otherwise
+        from dfrobust.training.procedures.pim import shifted_statistics
+
+        shift = shifted_statistics(detector, perturb, f"operations ({operation['name']!r}).perturb")
+    with detector.autocast(), shift:
         table = score_faces(detector, shard_paths, batch_size)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.8g")
