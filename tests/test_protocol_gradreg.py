@@ -3,8 +3,8 @@
 settings the paper states, and a dry run of the group target on fixture trees in each
 dataset's published layout holding exactly the jobs the tables need (counts with reasons).
 
-Transcription source: issue 25's table list and the research notes (/work/notes/gradreg.md);
-the paper's own text was not at hand. Where the paper's printed layout is unknown the lists
+Transcription source: issue 25's table list and the research notes behind
+docs/reproducing/gradreg.md; the paper's own text was not at hand. Where the paper's printed layout is unknown the lists
 below say so (UNKNOWN) and hold our reading; docs/reproducing/gradreg.md lists the same.
 """
 
