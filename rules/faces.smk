@@ -16,7 +16,7 @@ rule extract_faces:
         json=LAYOUT.faces_json,
         frames=LAYOUT.faces_frames,
     params:
-        faces=FACES,
+        faces=lambda wc: PLAN.datasets[wc.dataset].faces(FACES),
         ffmpeg=config["ffmpeg"],
         planned_shards=lambda wc: PLAN.shards(wc.dataset, wc.split),
         store_frames=lambda wc: (wc.dataset, wc.quality, wc.split) in STORED_FRAMES,

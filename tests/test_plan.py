@@ -67,6 +67,23 @@ def test_pretraining_models_are_trained_but_are_no_tables_row():
     assert {key[0] for key in plan.score_keys()} == {"capsule/raw"}
 
 
+def test_a_row_label_belongs_to_its_table_not_to_the_model():
+    """One model labelled differently in two tables is one model (trained once); each table's
+    spec carries its own label; an unlabelled row has none (Table I: none)."""
+    row = {"method": "xception", "quality": "c23", "procedure": "pim"}
+    plan = plan_of(tables={"a": {"rows": [{**row, "label": "r = 0.1"}], "columns": ["ffpp_raw"], "metrics": ["video_auc"]},
+                           "b": {"rows": [{**row, "label": "1:0"}, {"method": "xception", "quality": "c23"}],
+                                 "columns": ["ffpp_raw"], "metrics": ["video_auc"]}})
+    assert [m for m in plan.models if m.startswith("xception+pim")] == ["xception+pim/c23"]
+    assert [r["label"] for r in plan.tables["a"].spec(2)["rows"]] == ["r = 0.1"]
+    assert [r["label"] for r in plan.tables["b"].spec(2)["rows"]] == ["1:0", None]
+    assert {r["label"] for r in plan.table1.spec(2)["rows"]} == {None}
+    with pytest.raises(InputError, match=r"tables.c.rows.1.label': model xception\+pim/c23 is already a row of this "
+                                         r"table, labelled 'r = 0.1'"):
+        plan_of(tables={"c": {"rows": [{**row, "label": "r = 0.1"}, {**row, "label": "r = 0.2"}],
+                              "columns": ["ffpp_raw"], "metrics": ["video_auc"]}})
+
+
 @pytest.mark.parametrize("config, message", [
     ({"models": [{"method": "effnet", "quality": "raw"}]}, "models.0': detector 'effnet'"),
     ({"models": [{"method": "xception", "quality": "raw", "train_on": ["DeepFake"]}]}, "models.0.train_on'"),

@@ -97,6 +97,23 @@ def test_each_table_has_the_papers_rows_and_columns(plan, table):
     assert plan.tables[table].group == "bat"
 
 
+#: what the .md and .tex print for a row: the variant or augmentation (the keys above), the kernel size
+#: (Tables XV-XVI), or the detector's authors (Table VI); the Train column gives the training quality
+ROW_LABELS = {suffix: label for label, suffix in {**VARIANTS, **AUGMENTATION}.items()}
+KERNEL_LABELS = {suffix: f"k = {k}" for k, suffix in KERNELS.items()}
+AUTHORS = {"ffd": "Stehouwer et al.", "multi_attention": "Zhao et al."}
+
+
+@pytest.mark.parametrize("table", sorted(PAPER))
+def test_rows_carry_the_papers_labels(plan, table):
+    for row, model in zip(plan.tables[table].spec(2)["rows"], plan.tables[table].rows):
+        if table == "bat_table6_detectors":
+            expected = AUTHORS[model.method] + (" + Two-Gen-BAT" if model.procedure_cfg()["name"] == "two_gen_bat" else "")
+        else:
+            expected = (KERNEL_LABELS if "kernel" in table else ROW_LABELS)[model.name.split("_bat", 1)[1]]
+        assert row["label"] == expected, model.id
+
+
 def test_the_bat_group_is_every_table_of_the_paper(plan):
     assert sorted(plan.groups()["bat"]) == sorted(PAPER)
     # Tables VII and XII-XIV (ImageNet classifiers) and the appendix are not deepfake detection: no target
@@ -157,8 +174,12 @@ def test_kernel_rows_vary_the_two_gen_bat_kernel_only(plan):
     assert rows[-1] in plan.tables["bat_table1_nt"].rows
 
 
-def test_the_faces_are_the_papers_270_per_training_video():
+def test_the_faces_are_the_papers_270_per_training_video_and_10_per_dfd_video(plan):
+    """Sec. IV: 270 frames extracted per training video, 10 per DFD (test) video (evenly spaced here)."""
     assert overlay("bat")["faces"]["frames"] == {"train": 270}
+    faces = {"frames": {"train": 270, "val": 32, "test": 32}}
+    assert plan.datasets["dfd"].faces(faces)["frames"] == {"train": 10, "val": 10, "test": 10}
+    assert plan.datasets["ffpp"].faces(faces) == faces and plan.datasets["celebdf"].faces(faces) == faces
 
 
 def test_pooled_and_quality_test_sets_are_neuraltextures_only(plan):

@@ -93,6 +93,25 @@ def test_rows_columns_and_metrics_are_the_papers(plan, name):
     assert plan.tables[name].metrics == metrics
 
 
+#: what the .md and .tex print for each row (Table 1a's cumulative steps as issue 28 names them; 1c's rows
+#: one factor each: our wording); the Train column gives the quality
+LABELS = {
+    "two_branch_t1a": ["Encoder", "+ ft", "+ ft + drop", "+ ft + drop + loss"],
+    "two_branch_t1b": ["Single branch (RGB)", "Two branches"],
+    "two_branch_t1c": ["Hidden 128, concatenated, 2 groups", "Hidden 256", "Directions summed", "Fusion with 1 group"],
+    "two_branch_t2": ["Xception", "Xception", "Ours", "Ours"],
+    "two_branch_t3a": ["Ours"],
+    "two_branch_t3b": ["Ours"],
+    "two_branch_t4a": ["Xception", "Xception", "Ours", "Ours"],
+    "two_branch_t4b": ["Ours"],
+}
+
+
+@pytest.mark.parametrize("name", list(TABLES))
+def test_rows_carry_the_papers_labels(plan, name):
+    assert [row["label"] for row in plan.tables[name].spec(2)["rows"]] == LABELS[name]
+
+
 def test_ablation_rows_are_settings_of_the_detector_on_ffpp_deepfakes(plan):
     from dfrobust.plan import _thaw
 
@@ -140,8 +159,8 @@ def test_thresholds_from_names_another_declared_test_set(plan):
 
     spec = {"title": None, "note": None, "average": False, "group": None, "metrics": ["log_wp_at_recall_0.5"]}
     with pytest.raises(InputError, match=r"tables.t.columns.0.thresholds_from': no test set 'nowhere'"):
-        table_of("t", {**spec, "columns": [{"test_set": "dfdc_preview", "thresholds_from": "nowhere"}]}, [],
+        table_of("t", {**spec, "columns": [{"test_set": "dfdc_preview", "thresholds_from": "nowhere"}]}, [], {},
                  dict(plan.test_sets), plan.operations)
     with pytest.raises(InputError, match="the column's own test set"):
-        table_of("t", {**spec, "columns": [{"test_set": "dfdc_preview", "thresholds_from": "dfdc_preview"}]}, [],
+        table_of("t", {**spec, "columns": [{"test_set": "dfdc_preview", "thresholds_from": "dfdc_preview"}]}, [], {},
                  dict(plan.test_sets), plan.operations)

@@ -67,7 +67,7 @@ def table1_spec(**report):
 
 
 def declared_spec(metrics=("video_auc",), average=False, title="Cross tests"):
-    rows = [{"method": m, "train_quality": q} for m, q in AUC]
+    rows = [{"method": m, "train_quality": q, "label": None} for m, q in AUC]
     columns = [{"test_set": "ffpp_raw", "operation": op, "label": label, "category": None, "shown": True,
                 "averaged": average} for op, label in (("clean", "FF++"), ("c40", "FF++ c40"))]
     return {"name": "cross", "title": title, "note": None, "average": average, "decimals": 2, "metrics": list(metrics),
@@ -182,6 +182,26 @@ def test_declared_table_with_several_metrics_and_an_average(tmp_path):
     tex = paths[2].read_text()
     assert r"\multicolumn{2}{c}{Average}" in tex and tex.startswith("% Cross tests\n")
     assert list(pd.read_csv(paths[3]).columns)[:5] == ["method", "train_quality", "column", "test_set", "operation"]
+
+
+def test_row_labels_replace_the_model_name_in_md_and_tex_and_are_a_csv_column(tmp_path):
+    """A row's `label` (the paper's, e.g. "r = 0.05") is what .md and .tex print; the .csv and
+    _ci.csv keep the model's name and add the label; an unlabelled row shows its name."""
+    spec = declared_spec()
+    spec["rows"][0]["label"] = "r = 0.05"
+    spec["rows"][2]["label"] = "1:0, α = 1"
+    paths = [tmp_path / f"cross{ext}" for ext in (".csv", ".md", ".tex", "_ci.csv")]
+    write_table(make_records(), spec, *paths)
+    lines = paths[0].read_text().splitlines()
+    assert lines[0] == "method,train_quality,label,FF++,FF++ c40"
+    assert lines[1:] == ["xception,c23,r = 0.05,99.10,80.50", "xception,c40,,95.00,93.00", 'capsule,raw,"1:0, α = 1",90.00,60.00']
+    assert read_table(paths[0]).loc[("capsule", "raw"), "FF++"] == pytest.approx(90.0)
+    md = paths[1].read_text()
+    assert "| r = 0.05 | c23 | 99.10 | 80.50 |\n| xception | c40 |" in md and "| 1:0, α = 1 | raw |" in md
+    assert r"r = 0.05 & c23 & 99.10 & 80.50 \\" in paths[2].read_text()
+    ci = pd.read_csv(paths[3], keep_default_na=False)
+    assert list(ci.columns[:4]) == ["method", "train_quality", "label", "column"]
+    assert list(ci.label) == ["r = 0.05", "r = 0.05", "", "", "1:0, α = 1", "1:0, α = 1"]
 
 
 def test_declared_table_with_one_metric_has_one_header_row():
@@ -301,7 +321,7 @@ def test_trace_cell(tmp_path):
         evaluate_file(scores, results / "metrics" / "xception" / "c23" / "ffpp_raw" / f"{op}.json",
                       {"bootstrap": 50, "seed": 1}, {"method": "xception", "train_quality": "c23", "test_set": "ffpp_raw",
                                                        "operation": op, "category": CATEGORY[op]})
-    spec = {**table1_spec(), "rows": [{"method": "xception", "train_quality": "c23"}]}
+    spec = {**table1_spec(), "rows": [{"method": "xception", "train_quality": "c23", "label": None}]}
     spec["columns"] = [c for c in spec["columns"] if c["operation"] in ("clean", "c40")]
     records = [__import__("json").loads(p.read_text()) for p in sorted((results / "metrics").rglob("*.json"))]
     write_table(records, spec, *(results / f"table1{ext}" for ext in (".csv", ".md", ".tex", "_ci.csv")))

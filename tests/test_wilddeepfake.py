@@ -289,7 +289,8 @@ def test_schema_takes_the_kind_and_its_keys():
 
     block = {"kind": "wilddeepfake", "root": "/data/deepfake_in_the_wild", "frame_rate": 30, "missed_face": "skip",
              "listing_cache": None, "splits": ["test"]}
-    assert resolve_block("datasets", {"wdf": block}) == {"wdf": block}
+    # frames: the one key with a schema default, as every kind has it (null: faces.frames)
+    assert resolve_block("datasets", {"wdf": block}) == {"wdf": {**block, "frames": None}}
     for bad, match in (({"missed_face": "maybe"}, "missed_face"), ({"frame_rate": 0}, "frame_rate"), ({"frobble": 1}, "frobble")):
         with pytest.raises(InputError, match=match):
             resolve_block("datasets", {"wdf": {**block, **bad}})

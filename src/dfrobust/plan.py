@@ -103,10 +103,17 @@ class Dataset:
     cfg: dict = field(hash=False, compare=False)
     qualities: tuple[str, ...] = ()
     counts: dict = field(default_factory=dict, hash=False, compare=False)
+    frames: int | None = None  # frames per video in every split (datasets.<name>.frames); None: faces.frames
 
     @property
     def is_demo(self) -> bool:
         return self.kind.startswith("demo")
+
+    def faces(self, faces: dict) -> dict:
+        """The faces block of this dataset's face jobs: its own frames per video over faces.frames."""
+        if self.frames is None:
+            return faces
+        return {**faces, "frames": {split: self.frames for split in faces["frames"]}}
 
     def shards(self, split: str, shard_size: int) -> int:
         return max(1, math.ceil(self.counts[split] / shard_size))
@@ -206,12 +213,13 @@ class Table:
     note: str | None  # under the table; None: what its metrics are (dfrobust.reporting.tables)
     average: bool = False
     group: str | None = None  # a target rule building every table of the group
+    labels: dict[str, str] = field(default_factory=dict)  # model id -> the row's label as the paper prints it
 
     def spec(self, decimals: int) -> dict:
         """The table as plain data (what its job gets, so editing it reruns only it)."""
         return {"name": self.name, "title": self.title, "note": self.note, "average": self.average,
                 "decimals": decimals, "metrics": list(self.metrics),
-                "rows": [{"method": m.name, "train_quality": m.trainset} for m in self.rows],
+                "rows": [{"method": m.name, "train_quality": m.trainset, "label": self.labels.get(m.id)} for m in self.rows],
                 "columns": [{"test_set": c.test_set, "operation": c.operation, "label": c.label,
                              "category": c.category, "shown": c.shown, "averaged": c.averaged} for c in self.columns]}
 
@@ -399,7 +407,8 @@ def datasets_of(config: dict, counts_of: Callable[[str, dict], dict]) -> dict[st
         if not cfg["kind"].startswith("demo") and not Path(cfg["root"]).is_dir():
             raise InputError(f"{cfg['root']}: dataset directory does not exist (config key '{key}.root')")
         counts = counts_of(cfg["kind"], cfg)
-        out[name] = Dataset(name, cfg["kind"], cfg, qualities, {split: counts[split] for split in SPLITS})
+        out[name] = Dataset(name, cfg["kind"], cfg, qualities, {split: counts[split] for split in SPLITS},
+                            frames=None if key == "dataset" else cfg["frames"])
     return out
 
 
@@ -552,6 +561,16 @@ def check_listed(key: str, dataset: Dataset, splits: tuple[str, ...], quality: s
                          f"{dataset.cfg['root']} (is the root right?)")
 
 
+def row_labels(models: list[Model], rows: list[dict], where: str) -> dict[str, str]:
+    """model id -> `label` of the table rows that give one; a model labelled twice differently is an error."""
+    labels: dict[str, str] = {}
+    for i, (model, row) in enumerate(zip(models, rows)):
+        if row["label"] is not None and labels.setdefault(model.id, row["label"]) != row["label"]:
+            raise InputError(f"config key '{where}.{i}.label': model {model.id} is already a row of this table, "
+                             f"labelled {labels[model.id]!r}")
+    return labels
+
+
 def table1_of(config: dict, models: list[Model], base: TestSet, operations: dict[str, Operation]) -> Table:
     """Table I: `models` down (grouped by detector in their order, qualities in report.qualities
     order), the operations across on the base test set, categories above them, an Average."""
@@ -570,7 +589,8 @@ def table1_of(config: dict, models: list[Model], base: TestSet, operations: dict
     quality_rank = {q: i for i, q in enumerate(report["qualities"])}
     rows = sorted(dict.fromkeys(models), key=lambda m: (method_rank[m.name], m.name,
                                                         quality_rank.get(m.trainset, len(quality_rank)), m.trainset))
-    return Table(TABLE1, None, rows, columns, ["video_auc"], "Video-level AUC (%).", average=True)
+    return Table(TABLE1, None, rows, columns, ["video_auc"], "Video-level AUC (%).", average=True,
+                 labels=row_labels(models, config["models"], "models"))
 
 
 def thresholds_test_set(test_sets: dict[str, TestSet], test_set: str, source: str, where: str) -> str:
@@ -586,7 +606,7 @@ def thresholds_test_set(test_sets: dict[str, TestSet], test_set: str, source: st
     return test_sets.setdefault(derived.name, derived).name
 
 
-def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, TestSet],
+def table_of(name: str, spec: dict, rows: list[Model], labels: dict[str, str], test_sets: dict[str, TestSet],
              operations: dict[str, Operation]) -> Table:
     """A declared table; a column with `thresholds_from` adds its test set (thresholds_test_set) to `test_sets`."""
     columns = []
@@ -603,7 +623,7 @@ def table_of(name: str, spec: dict, rows: list[Model], test_sets: dict[str, Test
             test_set = thresholds_test_set(test_sets, test_set, col["thresholds_from"], f"tables.{name}.columns.{i}")
         columns.append(Column(test_set, operation, label, averaged=spec["average"]))
     return Table(name, spec["title"] or name, rows, columns, list(spec["metrics"]), spec["note"], average=spec["average"],
-                 group=spec["group"])
+                 group=spec["group"], labels=labels)
 
 
 def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[str, dict], dict],
@@ -638,8 +658,12 @@ def build_plan(config: dict, operations: list[Operation], counts_of: Callable[[s
         _check_name("table", name)
         if name == TABLE1:
             raise InputError("config key 'tables.table1': Table I is results/table1.csv (rows: `models`, columns: `operations`)")
-        rows = [add(row, f"tables.{name}.rows.{i}") for i, row in enumerate(spec["rows"])] if spec["rows"] else list(table1_rows)
-        tables[name] = table_of(name, spec, rows, test_sets, ops)
+        if spec["rows"]:
+            rows = [add(row, f"tables.{name}.rows.{i}") for i, row in enumerate(spec["rows"])]
+            labels = row_labels(rows, spec["rows"], f"tables.{name}.rows")
+        else:
+            rows, labels = list(table1_rows), tables[TABLE1].labels
+        tables[name] = table_of(name, spec, rows, labels, test_sets, ops)
     check_pretrained_weights(models, config["detectors"])
     check_weights_files(models)
     plan = Plan(main, datasets, models, test_sets, tables, ops, base_quality, config["faces"]["shard_size"])

@@ -4,7 +4,7 @@ table may end with an Average column (per metric, over the columns marked
 `averaged`). A table arrives as plain data (dfrobust.plan.Table.spec):
 
     {name, title, note, average, decimals, metrics,
-     rows:    [{method, train_quality}],
+     rows:    [{method, train_quality, label}],
      columns: [{test_set, operation, label, category, shown, averaged}]}
 
 Headers: a table whose columns have categories (Table I: each operation's
@@ -12,8 +12,12 @@ category) shows the categories above the column labels; otherwise, with
 several metrics, the column labels above the metrics. A header row that would
 say the same in every column is left out.
 
+Rows are named by model (method) and training set; a row with a `label` (the paper's, e.g.
+"r = 0.05") shows it in place of the model's name in the .md and .tex, and a table with a
+labelled row has a `label` column after train_quality in its .csv and _ci.csv.
+
 Files (values in percent, except log(wP)):
-  .csv     one header row: method, train_quality, then one field per shown cell column
+  .csv     one header row: method, train_quality, [label,] then one field per shown cell column
            ("<label>", or "<label> <metric>" with several metrics; "average"); an empty
            field is a missing cell, "n/a" a cell whose test set had no video left to score
   .md      GitHub markdown (an optional bold title, the table, the note and the n/a footnotes)
@@ -172,6 +176,18 @@ def _values(table: pd.DataFrame, notes: dict, spec: Mapping, missing: str, marke
     return out
 
 
+def _labels(spec: Mapping) -> dict[tuple[str, str], str] | None:
+    """(method, train_quality) -> the row's label ("" where it has none); None when no row has one."""
+    if all(row["label"] is None for row in spec["rows"]):
+        return None
+    return {(row["method"], row["train_quality"]): row["label"] or "" for row in spec["rows"]}
+
+
+def _shown_name(labels: dict | None, method: str, quality: str) -> str:
+    """What the .md and .tex call a row: its label, else its model's name."""
+    return (labels or {}).get((method, quality)) or method
+
+
 def _footnote_marks(notes: dict) -> dict[str, str]:
     """A mark per distinct reason, in order of first appearance (* for one, *1 *2 ... for several)."""
     reasons = list(dict.fromkeys(notes.values()))
@@ -195,9 +211,12 @@ def _note(spec: Mapping) -> str:
 def table_csv(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
     cells = table.attrs["cells"]
     several = len(spec["metrics"]) > 1
-    lines = [",".join(["method", "train_quality", *(_csv_field(csv_header(c, several)) for c in cells)])]
+    labels = _labels(spec)
+    label_field = ["label"] if labels else []
+    lines = [",".join(["method", "train_quality", *label_field, *(_csv_field(csv_header(c, several)) for c in cells)])]
     for (method, quality), texts in _values(table, notes, spec, "", marked=False):
-        lines.append(",".join([_csv_field(method), _csv_field(quality), *texts]))
+        label = [_csv_field(labels[(method, quality)])] if labels else []
+        lines.append(",".join([_csv_field(method), _csv_field(quality), *label, *texts]))
     return "\n".join(lines) + "\n"
 
 
@@ -223,8 +242,9 @@ def table_markdown(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
              "|" + "|".join([":--", ":--"] + ["--:"] * len(cells)) + "|"]
     for extra in header[1:]:
         lines.append("| " + " | ".join(["", "", *extra]) + " |")
+    labels = _labels(spec)
     for (method, quality), texts in _values(table, notes, spec, "–", marked=True):
-        lines.append("| " + " | ".join([str(method), str(quality), *texts]) + " |")
+        lines.append("| " + " | ".join([_shown_name(labels, method, quality), str(quality), *texts]) + " |")
     title = f"**{spec['title']}**\n\n" if spec["title"] else ""
     footnotes = "".join(f"\n{mark} {reason}\n" for reason, mark in _footnote_marks(notes).items())
     return title + "\n".join(lines) + "\n\n" + _note(spec) + "\n" + footnotes
@@ -255,8 +275,9 @@ def table_latex(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
     lines = [f"% {comment}", r"\begin{tabular}{ll" + "r" * len(cells) + "}", r"\toprule",
              " & ".join(top) + r" \\", "".join(rules),
              " & ".join(["Method", "Train", *(tex_escape(label) for label in labels)]) + r" \\", r"\midrule"]
+    labels = _labels(spec)
     for (method, quality), texts in _values(table, notes, spec, "--", marked=True):
-        lines.append(" & ".join([tex_escape(method), tex_escape(quality), *(t.replace("*", r"$^*$") for t in texts)]) + r" \\")
+        lines.append(" & ".join([tex_escape(_shown_name(labels, method, quality)), tex_escape(quality), *(t.replace("*", r"$^*$") for t in texts)]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [f"% {mark} {reason}" for reason, mark in _footnote_marks(notes).items()]
     return "\n".join(lines) + "\n"
@@ -278,11 +299,13 @@ def ci_table(records: Sequence[Mapping], spec: Mapping) -> pd.DataFrame:
         ids = {"category": column["category"], "operation": column["operation"], "column": column["label"],
                "test_set": column["test_set"]}
         scored = r.get("status") != "no_video_scored"
-        out.append({"method": row["method"], "train_quality": row["train_quality"], **{k: ids[k] for k in keys},
+        out.append({"method": row["method"], "train_quality": row["train_quality"], "label": row["label"] or "",
+                    **{k: ids[k] for k in keys},
                     **{k: None if not scored or r[k] is None else 100 * float(r[k]) for k in ("video_auc", "ci_low", "ci_high")},
                     "ci_level": r["ci_level"] if scored else None, "bootstrap": r["bootstrap"] if scored else None,
                     "note": None if scored else r["reason"]})
-    names = ["method", "train_quality", *keys, "video_auc", "ci_low", "ci_high", "ci_level", "bootstrap"]
+    names = ["method", "train_quality", *(["label"] if _labels(spec) else []), *keys,
+             "video_auc", "ci_low", "ci_high", "ci_level", "bootstrap"]
     frame = pd.DataFrame(out, columns=names + ["note"])
     return frame if frame["note"].notna().any() else frame[names]
 
@@ -299,10 +322,11 @@ def write_table(records: Sequence[Mapping], spec: Mapping, csv: str | os.PathLik
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A table's .csv back: index (method, train_quality), one column per cell ("n/a" as NaN)."""
-    table = pd.read_csv(path, index_col=[0, 1], dtype={"method": str, "train_quality": str}, na_values=[NA])
+    """A table's .csv back: index (method, train_quality), one column per cell ("n/a" as NaN;
+    the row labels, where the table has them, left out)."""
+    table = pd.read_csv(path, index_col=[0, 1], dtype={"method": str, "train_quality": str, "label": str}, na_values=[NA])
     table.index.names = ["method", "train_quality"]
-    return table.astype(float)
+    return table.drop(columns=["label"], errors="ignore").astype(float)
 
 
 def by_category(table: pd.DataFrame) -> pd.DataFrame:
