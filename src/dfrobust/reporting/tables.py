@@ -211,11 +211,11 @@ def _note(spec: Mapping) -> str:
 def table_csv(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
     cells = table.attrs["cells"]
     several = len(spec["metrics"]) > 1
-    labels = _labels(spec)
-    label_field = ["label"] if labels else []
+    row_labels = _labels(spec)
+    label_field = ["label"] if row_labels else []
     lines = [",".join(["method", "train_quality", *label_field, *(_csv_field(csv_header(c, several)) for c in cells)])]
     for (method, quality), texts in _values(table, notes, spec, "", marked=False):
-        label = [_csv_field(labels[(method, quality)])] if labels else []
+        label = [_csv_field(row_labels[(method, quality)])] if row_labels else []
         lines.append(",".join([_csv_field(method), _csv_field(quality), *label, *texts]))
     return "\n".join(lines) + "\n"
 
@@ -242,9 +242,9 @@ def table_markdown(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
              "|" + "|".join([":--", ":--"] + ["--:"] * len(cells)) + "|"]
     for extra in header[1:]:
         lines.append("| " + " | ".join(["", "", *extra]) + " |")
-    labels = _labels(spec)
+    row_labels = _labels(spec)
     for (method, quality), texts in _values(table, notes, spec, "–", marked=True):
-        lines.append("| " + " | ".join([_shown_name(labels, method, quality), str(quality), *texts]) + " |")
+        lines.append("| " + " | ".join([_shown_name(row_labels, method, quality), str(quality), *texts]) + " |")
     title = f"**{spec['title']}**\n\n" if spec["title"] else ""
     footnotes = "".join(f"\n{mark} {reason}\n" for reason, mark in _footnote_marks(notes).items())
     return title + "\n".join(lines) + "\n\n" + _note(spec) + "\n" + footnotes
@@ -275,9 +275,10 @@ def table_latex(table: pd.DataFrame, notes: dict, spec: Mapping) -> str:
     lines = [f"% {comment}", r"\begin{tabular}{ll" + "r" * len(cells) + "}", r"\toprule",
              " & ".join(top) + r" \\", "".join(rules),
              " & ".join(["Method", "Train", *(tex_escape(label) for label in labels)]) + r" \\", r"\midrule"]
-    labels = _labels(spec)
+    row_labels = _labels(spec)
     for (method, quality), texts in _values(table, notes, spec, "--", marked=True):
-        lines.append(" & ".join([tex_escape(_shown_name(labels, method, quality)), tex_escape(quality), *(t.replace("*", r"$^*$") for t in texts)]) + r" \\")
+        name = tex_escape(_shown_name(row_labels, method, quality))
+        lines.append(" & ".join([name, tex_escape(quality), *(t.replace("*", r"$^*$") for t in texts)]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [f"% {mark} {reason}" for reason, mark in _footnote_marks(notes).items()]
     return "\n".join(lines) + "\n"
