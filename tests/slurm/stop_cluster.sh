@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stop what tests/slurm/start_cluster.sh started: each daemon by the PID it
 # recorded in STATE_DIR (default /tmp/dfrobust-slurm), and remove the
-# configuration it wrote. Jobs still in the queue are cancelled first.
+# configuration it wrote. Jobs still in the queue are cancelled first, and job processes
+# that outlived their job are killed.
 set -uo pipefail
 
 STATE=${1:-/tmp/dfrobust-slurm}
@@ -30,6 +31,14 @@ fi
 stop slurmd
 stop slurmctld
 stop munged
+# a cancelled job's processes that slurmstepd lost (proctrack/linuxproc follows the process tree only):
+# every process started for this cluster's jobs carries SLURM_CLUSTER_NAME=dfrobust-ci
+for environ in /proc/[0-9]*/environ; do
+    pid=${environ#/proc/}; pid=${pid%/environ}
+    if { tr '\0' '\n' < "$environ"; } 2>/dev/null | grep -qx "SLURM_CLUSTER_NAME=dfrobust-ci"; then
+        kill -9 "$pid" 2>/dev/null && echo "stop_cluster: killed a leftover job process ($pid)"
+    fi
+done
 # the configuration start_cluster.sh wrote (never one it did not write)
 for conf in /etc/slurm/slurm.conf /etc/slurm/gres.conf; do
     if [ -f "$conf" ] && grep -qF "written by dfrobust tests/slurm/start_cluster.sh" "$conf"; then
