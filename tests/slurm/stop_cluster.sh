@@ -6,6 +6,12 @@
 set -uo pipefail
 
 STATE=${1:-/tmp/dfrobust-slurm}
+MARK="# written by dfrobust tests/slurm/start_cluster.sh"
+# the cluster's name, from the configuration start_cluster.sh wrote (removed at the end)
+CLUSTER=
+if [ -f /etc/slurm/slurm.conf ] && grep -qF "$MARK" /etc/slurm/slurm.conf; then
+    CLUSTER=$(sed -n 's/^ClusterName=//p' /etc/slurm/slurm.conf)
+fi
 
 stop() {   # stop NAME: TERM the PID in $STATE/NAME.pid, then KILL if it lingers
     local file="$STATE/$1.pid" pid
@@ -32,16 +38,18 @@ stop slurmd
 stop slurmctld
 stop munged
 # a cancelled job's processes that slurmstepd lost (proctrack/linuxproc follows the process tree only):
-# every process started for this cluster's jobs carries SLURM_CLUSTER_NAME=dfrobust-ci
-for environ in /proc/[0-9]*/environ; do
-    pid=${environ#/proc/}; pid=${pid%/environ}
-    if { tr '\0' '\n' < "$environ"; } 2>/dev/null | grep -qx "SLURM_CLUSTER_NAME=dfrobust-ci"; then
-        kill -9 "$pid" 2>/dev/null && echo "stop_cluster: killed a leftover job process ($pid)"
-    fi
-done
+# every process started for this cluster's jobs carries SLURM_CLUSTER_NAME=<its ClusterName>
+if [ -n "$CLUSTER" ]; then
+    for environ in /proc/[0-9]*/environ; do
+        pid=${environ#/proc/}; pid=${pid%/environ}
+        if { tr '\0' '\n' < "$environ"; } 2>/dev/null | grep -qxF "SLURM_CLUSTER_NAME=$CLUSTER"; then
+            kill -9 "$pid" 2>/dev/null && echo "stop_cluster: killed a leftover job process ($pid)"
+        fi
+    done
+fi
 # the configuration start_cluster.sh wrote (never one it did not write)
 for conf in /etc/slurm/slurm.conf /etc/slurm/gres.conf; do
-    if [ -f "$conf" ] && grep -qF "written by dfrobust tests/slurm/start_cluster.sh" "$conf"; then
+    if [ -f "$conf" ] && grep -qF "$MARK" "$conf"; then
         rm -f "$conf"
     fi
 done
